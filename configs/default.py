@@ -1,0 +1,48 @@
+"""SynthTalk, the built-in corpus, sized for a 2-core CPU.
+
+`python train.py --config configs/default.py --workdir runs/synthtalk`
+"""
+
+import ml_collections
+
+from mmtalker_jax.data.synthetic import SynthSpec
+
+
+def synthtalk_data(spec: SynthSpec, root: str) -> ml_collections.ConfigDict:
+  """The data section for a SynthTalk corpus of `spec` at `root`."""
+  data = ml_collections.ConfigDict()
+  data.root = root
+  # Generate the corpus at `root` when it is missing (SynthTalk only).
+  data.synthetic = ml_collections.ConfigDict(
+      dict(enabled=True, seed=spec.seed,
+           num_train_subjects=spec.num_train_subjects,
+           num_unseen_subjects=spec.num_unseen_subjects,
+           num_sentences=spec.num_sentences, min_seconds=spec.min_seconds,
+           max_seconds=spec.max_seconds, vertex_spacing=spec.vertex_spacing))
+  data.fps = spec.fps
+  data.frame_stride = 1
+  data.templates = "templates.pkl"
+  data.template_mesh = "template.obj"
+  data.regions = ml_collections.ConfigDict(dict(
+      lips=["regions.json:lips"], eye=["regions.json:eye"],
+      upper_face=["regions.json:upper_face"]))
+  data.splits = ml_collections.ConfigDict(
+      {name: dict(subjects=split["subjects"], sentences=split["sentences"])
+       for name, split in spec.splits().items()})
+  data.unseen_style = spec.train_subjects[0]
+  data.features = ml_collections.ConfigDict(dict(
+      sample_rate=spec.sample_rate, feature_rate=100.0, win_length=400,
+      n_fft=512, n_mels=80, fmin=40.0, fmax=7600.0))
+  data.cache_dir = ""  # '' = <root>/.feature_cache
+  data.bucket_frames = (96, 128, 160, 192)
+  data.max_length_mismatch_seconds = 0.5
+  return data
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  config.data = synthtalk_data(SynthSpec(), root="data/synthtalk")
+  # Reporting scales: metrics are printed times these (VOCASET's convention).
+  config.scale = ml_collections.ConfigDict(dict(lve=1e5, eve=1e5, fdd=1e5, mve=1e3))
+  return config

@@ -1,0 +1,1 @@
+"""Data: corpora on disk, audio features, the batched input pipeline."""

@@ -1,0 +1,136 @@
+"""Speech in: loading any audio file and log-mel features aligned to mesh frames.
+
+Alignment. Mesh frame t covers audio [t/fps, (t+1)/fps). Feature frame j is a
+window centred at c_j = (j + 0.5) / feature_rate seconds and belongs to mesh
+frame floor(c_j * fps). A sequence of T mesh frames has the features whose
+centres fall before T / fps. The rates need not divide: 100 Hz features under
+30 fps meshes give 3 or 4 features per frame.
+"""
+
+from __future__ import annotations
+
+import fractions
+import functools
+import hashlib
+import json
+import math
+import os
+from typing import Any, Mapping
+
+import numpy as np
+
+from mmtalker_jax import fileio
+from mmtalker_jax.errors import InputError
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+  """Reads any file librosa reads, resampled to `sample_rate` and mixed to mono.
+
+  Returns:
+    [S] float32.
+
+  Raises:
+    InputError: naming `path`, for a missing, unreadable, non-audio or empty file.
+  """
+  import librosa  # deferred: its first import is slow
+
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise InputError(path, "audio file not found")
+  if os.path.getsize(path) == 0:
+    raise InputError(path, "audio file is empty (0 bytes)")
+  try:
+    audio, _ = librosa.load(path, sr=sample_rate, mono=True)
+  except Exception as e:  # soundfile/audioread raise many types
+    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise InputError(path, f"not a readable audio file ({reason})") from None
+  if audio.size == 0:
+    raise InputError(path, "audio file holds no samples")
+  if not np.all(np.isfinite(audio)):
+    raise InputError(path, "audio holds NaN or inf samples")
+  return audio.astype(np.float32)
+
+
+def num_feature_frames(num_frames: int, fps: float, feature_rate: float) -> int:
+  """Feature frames whose centres fall within the first `num_frames` mesh frames."""
+  return max(0, math.ceil(num_frames * feature_rate / fps - 0.5))
+
+
+def feature_to_frame(num_features: int, fps: float, feature_rate: float) -> np.ndarray:
+  """[num_features] int32: the mesh frame each feature frame belongs to."""
+  centres = (np.arange(num_features) + 0.5) / feature_rate
+  return np.floor(centres * fps + 1e-9).astype(np.int32)
+
+
+def crop_stride(fps: float, feature_rate: float) -> int:
+  """Smallest frame step s such that s frames span a whole number of feature frames.
+
+  Crops that start at a multiple of s keep the feature/frame mapping exact.
+  """
+  ratio = fractions.Fraction(feature_rate).limit_denominator(10_000) / \
+      fractions.Fraction(fps).limit_denominator(10_000)
+  return ratio.denominator
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float):
+  import librosa
+  return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels,
+                             fmin=fmin, fmax=fmax).astype(np.float32)
+
+
+def log_mel(audio: np.ndarray, num_frames: int, fps: float,
+            params: Mapping[str, Any]) -> np.ndarray:
+  """Log-mel features for `num_frames` mesh frames.
+
+  Args:
+    audio: [S] float32 at params['sample_rate'].
+    num_frames: T, the mesh frames to cover (audio beyond is ignored, audio
+      missing at the end reads as silence).
+    fps: mesh frame rate.
+    params: sample_rate, feature_rate (Hz), win_length, n_fft, n_mels, fmin, fmax.
+
+  Returns:
+    [num_feature_frames(T), n_mels] float32 natural-log mel power.
+  """
+  sr = int(params["sample_rate"])
+  win = int(params["win_length"])
+  n_fft = int(params["n_fft"])
+  n = num_feature_frames(num_frames, fps, float(params["feature_rate"]))
+  centres = np.round((np.arange(n) + 0.5) / float(params["feature_rate"]) * sr).astype(np.int64)
+  idx = centres[:, None] - win // 2 + np.arange(win)[None, :]
+  padded = np.concatenate([np.zeros(win, np.float32), audio.astype(np.float32),
+                           np.zeros(win, np.float32)])
+  valid = (idx >= 0) & (idx < len(audio))
+  frames = np.where(valid, padded[np.clip(idx + win, 0, len(padded) - 1)], 0.0)
+  frames = frames * np.hanning(win + 2)[1:-1].astype(np.float32)
+  power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
+  basis = _mel_basis(sr, n_fft, int(params["n_mels"]), float(params["fmin"]),
+                     float(params["fmax"]))
+  return np.log(power.astype(np.float32) @ basis.T + 1e-6).astype(np.float32)
+
+
+def cached_log_mel(path: str | os.PathLike, num_frames: int, fps: float,
+                   params: Mapping[str, Any], cache_dir: str | None) -> np.ndarray:
+  """`log_mel` of an audio file, cached on disk by file content and parameters.
+
+  The cache key hashes the file's bytes, the feature parameters, T and fps, so
+  an edited file or a changed parameter never reads a stale entry.
+  """
+  if not cache_dir:
+    return log_mel(load_audio(path, int(params["sample_rate"])), num_frames, fps, params)
+  with open(path, "rb") as f:
+    digest = hashlib.sha256(f.read())
+  digest.update(json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True,
+                           default=str).encode())
+  digest.update(f"{num_frames}@{fps}".encode())
+  entry = os.path.join(cache_dir, digest.hexdigest()[:32] + ".npy")
+  if os.path.isfile(entry):
+    try:
+      return np.load(entry)
+    except (OSError, ValueError):
+      pass  # a damaged entry is recomputed below
+  feats = log_mel(load_audio(path, int(params["sample_rate"])), num_frames, fps, params)
+  with fileio.atomic_path(entry) as tmp:
+    np.save(tmp, feats)
+  return feats

@@ -1,0 +1,194 @@
+"""A corpus in the FaceFormer layout, described by the data config alone.
+
+<root>/wav/<subject>_<sentence>.wav, <root>/vertices_npy/<subject>_<sentence>.npy
+[T_src, V*3], <root>/templates.pkl {subject: [V,3]}, a topology file and region
+files. Subject = stem without its last '_' part; sentence = the last part, whose
+trailing integer selects it into splits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+
+from mmtalker_jax.data import audio as audio_lib
+from mmtalker_jax.data import safe_pickle
+from mmtalker_jax.errors import InputError
+from mmtalker_jax.mesh.assets import MeshAssets, load_mesh_assets
+
+SPLITS = ("train", "val", "test", "test_b")
+
+
+@dataclasses.dataclass(frozen=True)
+class Sequence:
+  """One recording: a wav and its vertex file."""
+  name: str
+  subject: str
+  sentence: str
+  wav: str
+  npy: str
+
+  @property
+  def number(self) -> int | None:
+    """The sentence's trailing integer ('sentence07' -> 7, 'e37' -> 37)."""
+    m = re.search(r"(\d+)$", self.sentence)
+    return int(m.group(1)) if m else None
+
+
+def parse_stem(stem: str) -> tuple[str, str]:
+  """'FaceTalk_170728_03272_TA_sentence01' -> ('FaceTalk_170728_03272_TA', 'sentence01')."""
+  subject, sep, sentence = stem.rpartition("_")
+  if not sep or not subject or not sentence:
+    raise ValueError(f"{stem!r} is not <subject>_<sentence>")
+  return subject, sentence
+
+
+def pair_files(root: str) -> tuple[list[Sequence], list[InputError]]:
+  """Pairs wav/X.wav with vertices_npy/X.npy.
+
+  Returns:
+    The paired sequences sorted by name, and one error per unpaired or
+    misnamed file.
+  """
+  problems: list[InputError] = []
+  found: dict[str, dict[str, str]] = {"wav": {}, "vertices_npy": {}}
+  for folder, ext in (("wav", ".wav"), ("vertices_npy", ".npy")):
+    path = os.path.join(root, folder)
+    if not os.path.isdir(path):
+      problems.append(InputError(path, "folder missing"))
+      continue
+    for name in sorted(os.listdir(path)):
+      if name.startswith(".") or not name.endswith(ext):
+        continue
+      found[folder][name[: -len(ext)]] = os.path.join(path, name)
+  sequences = []
+  for stem in sorted(set(found["wav"]) | set(found["vertices_npy"])):
+    wav, npy = found["wav"].get(stem), found["vertices_npy"].get(stem)
+    if wav is None:
+      problems.append(InputError(npy, f"has no audio: expected wav/{stem}.wav"))
+      continue
+    if npy is None:
+      problems.append(InputError(wav, f"has no vertices: expected vertices_npy/{stem}.npy"))
+      continue
+    try:
+      subject, sentence = parse_stem(stem)
+    except ValueError as e:
+      problems.append(InputError(wav, str(e)))
+      continue
+    sequences.append(Sequence(stem, subject, sentence, wav, npy))
+  return sequences, problems
+
+
+def in_split(seq: Sequence, split: Mapping[str, Any]) -> bool:
+  if seq.subject not in list(split["subjects"]):
+    return False
+  sentences = split.get("sentences")
+  if not sentences:
+    return True
+  lo, hi = sentences
+  return seq.number is not None and lo <= seq.number <= hi
+
+
+class Corpus:
+  """Templates, mesh assets and sequences of one corpus.
+
+  Args:
+    cfg: the `data` section of a config (root, templates, template_mesh,
+      regions, splits, fps, frame_stride, features, cache_dir).
+    strict: raise on the first problem (training) rather than collect them.
+  """
+
+  def __init__(self, cfg, strict: bool = True):
+    self.cfg = cfg
+    self.root = os.path.expanduser(cfg.root)
+    if not os.path.isdir(self.root):
+      raise InputError(self.root, "corpus folder not found")
+    self.problems: list[InputError] = []
+    self.templates = safe_pickle.load_templates(os.path.join(self.root, cfg.templates))
+    self.assets: MeshAssets = load_mesh_assets(
+        os.path.join(self.root, cfg.template_mesh), dict(cfg.regions), self.root)
+    v = self.assets.num_vertices
+    for subject, tmpl in self.templates.items():
+      if len(tmpl) != v:
+        raise InputError(os.path.join(self.root, cfg.templates),
+                         f"template of {subject!r} has {len(tmpl)} vertices, the "
+                         f"topology {cfg.template_mesh} has {v}")
+    self.sequences, problems = pair_files(self.root)
+    self._report(problems, strict)
+    self._frames: dict[str, int] = {}
+    self.train_subjects = list(cfg.splits.train.subjects)
+    missing = sorted({s.subject for s in self.sequences} - set(self.templates))
+    self._report([InputError(os.path.join(self.root, cfg.templates),
+                             f"subject {m!r} has sequences but no template")
+                  for m in missing], strict)
+
+  def _report(self, problems: list[InputError], strict: bool) -> None:
+    if problems and strict:
+      raise problems[0]
+    self.problems.extend(problems)
+
+  @property
+  def fps(self) -> float:
+    return float(self.cfg.fps)
+
+  def split(self, name: str) -> list[Sequence]:
+    """The sequences of split `name` whose subject has a template."""
+    if name not in self.cfg.splits:
+      raise InputError("", f"unknown split {name!r}; the config has {sorted(self.cfg.splits)}")
+    spec = self.cfg.splits[name]
+    return [s for s in self.sequences if in_split(s, spec) and s.subject in self.templates]
+
+  def style_index(self, subject: str) -> int:
+    """Index of the speaking style used for `subject` (its own if it trained)."""
+    if subject in self.train_subjects:
+      return self.train_subjects.index(subject)
+    style = self.cfg.get("unseen_style") or self.train_subjects[0]
+    return self.train_subjects.index(style)
+
+  def num_frames(self, seq: Sequence) -> int:
+    """Mesh frames after the frame stride, read from the npy header."""
+    if seq.name not in self._frames:
+      arr = self._open_npy(seq)
+      self._frames[seq.name] = len(range(0, arr.shape[0], int(self.cfg.frame_stride)))
+    return self._frames[seq.name]
+
+  def _open_npy(self, seq: Sequence) -> np.ndarray:
+    try:
+      arr = np.load(seq.npy, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+      raise InputError(seq.npy, f"not a readable .npy file ({e})") from None
+    v3 = 3 * self.assets.num_vertices
+    if arr.ndim != 2 or arr.shape[1] != v3:
+      raise InputError(seq.npy, f"shape {tuple(arr.shape)}: expected [T, {v3}] "
+                       f"(3 x the template's {self.assets.num_vertices} vertices)")
+    if arr.shape[0] == 0:
+      raise InputError(seq.npy, "holds no frames")
+    return arr
+
+  def vertices(self, seq: Sequence) -> np.ndarray:
+    """[T,V,3] float32 mesh frames (after the frame stride).
+
+    Raises:
+      InputError: naming the file, for a bad shape or NaN/inf.
+    """
+    arr = self._open_npy(seq)[:: int(self.cfg.frame_stride)]
+    out = np.asarray(arr, np.float32).reshape(len(arr), -1, 3)
+    if not np.all(np.isfinite(out)):
+      raise InputError(seq.npy, "vertices hold NaN or inf")
+    return out
+
+  def features(self, seq: Sequence) -> np.ndarray:
+    """[F,n_mels] log-mel features aligned to the sequence's mesh frames (cached)."""
+    cache = self.cfg.get("cache_dir") or os.path.join(self.root, ".feature_cache")
+    return audio_lib.cached_log_mel(seq.wav, self.num_frames(seq), self.fps,
+                                    dict(self.cfg.features), cache)
+
+  def template(self, seq: Sequence) -> np.ndarray:
+    return self.templates[seq.subject]
+
+  def __iter__(self) -> Iterator[Sequence]:
+    return iter(self.sequences)

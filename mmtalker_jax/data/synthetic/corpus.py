@@ -1,0 +1,218 @@
+"""SynthTalk: writes the built-in corpus in the FaceFormer layout.
+
+<out>/wav/<subject>_<sentence>.wav           16 kHz mono PCM-16
+<out>/vertices_npy/<subject>_<sentence>.npy  [T, V*3] float32
+<out>/templates.pkl                          {subject: [V,3] float32}
+<out>/template.obj                           topology with UVs (mean face)
+<out>/regions.json                           {region: [vertex ids]}
+<out>/manifest.json                          fps, sample rate, subjects, splits
+
+Every random choice comes from a generator seeded by (seed, purpose, ids), so
+the same seed gives byte-identical files, in any order of generation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import pickle
+from concurrent import futures
+
+import numpy as np
+import soundfile as sf
+
+from mmtalker_jax import fileio
+from mmtalker_jax.data.synthetic import face, motion, phones, speech
+from mmtalker_jax.mesh import io as mesh_io
+
+_SENTENCE, _SUBJECT, _TAKE = 1, 2, 3  # seed streams
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthSpec:
+  """Size and rates of a SynthTalk corpus."""
+  seed: int = 0
+  num_train_subjects: int = 8
+  num_unseen_subjects: int = 2
+  num_sentences: int = 40
+  min_seconds: float = 2.0
+  max_seconds: float = 6.0
+  fps: float = 30.0
+  sample_rate: int = 16000
+  vertex_spacing: float = 0.02
+
+  @property
+  def train_subjects(self) -> list[str]:
+    return [f"SynthTalk_S{i + 1:02d}" for i in range(self.num_train_subjects)]
+
+  @property
+  def unseen_subjects(self) -> list[str]:
+    n = self.num_train_subjects
+    return [f"SynthTalk_S{n + i + 1:02d}" for i in range(self.num_unseen_subjects)]
+
+  def splits(self) -> dict[str, dict]:
+    """{split: {'subjects': [...], 'sentences': (first, last)}}, 1-based inclusive.
+
+    train/val/test: the training subjects on 80/10/10% of the sentences;
+    test_b: unseen subjects on the last 20%.
+    """
+    n = self.num_sentences
+    n_hold = max(1, int(round(0.1 * n)))
+    n_train = n - 2 * n_hold
+    if n_train < 1:
+      raise ValueError(f"{n} sentences are too few for train/val/test splits")
+    n_b = max(1, int(round(0.2 * n)))
+    return {
+        "train": {"subjects": self.train_subjects, "sentences": (1, n_train)},
+        "val": {"subjects": self.train_subjects, "sentences": (n_train + 1, n_train + n_hold)},
+        "test": {"subjects": self.train_subjects, "sentences": (n - n_hold + 1, n)},
+        "test_b": {"subjects": self.unseen_subjects, "sentences": (n - n_b + 1, n)},
+    }
+
+
+def _subject_params(spec: SynthSpec, s: int):
+  rng = np.random.default_rng([spec.seed, _SUBJECT, s])
+  shape = face.random_shape(rng)
+  style = motion.random_style(rng)
+  voice = speech.Voice(f0=float(rng.uniform(95, 230)),
+                       formant_scale=float(rng.uniform(0.9, 1.12)),
+                       breath=float(rng.uniform(0.0, 0.3)))
+  rate = float(rng.uniform(0.88, 1.12))
+  return shape, style, voice, rate
+
+
+def _sentence(spec: SynthSpec, k: int) -> phones.Sentence:
+  rng = np.random.default_rng([spec.seed, _SENTENCE, k])
+  return phones.make_sentence(rng, target_seconds=rng.uniform(2.4, 5.0))
+
+
+def _render_take(spec: SynthSpec, uv: np.ndarray, s: int, k: int):
+  """(wav bytes, npy bytes) of subject s saying sentence k."""
+  shape, style, voice, rate = _subject_params(spec, s)
+  rng = np.random.default_rng([spec.seed, _TAKE, s, k])
+  timeline = phones.make_timeline(_sentence(spec, k), rng, rate,
+                                  spec.min_seconds, spec.max_seconds)
+  num_frames = int(timeline.duration * spec.fps)
+  num_samples = int(round(num_frames * spec.sample_rate / spec.fps))
+  audio = speech.synthesize(timeline, voice, spec.sample_rate, num_samples, rng)
+  coeffs = motion.articulation(timeline, num_frames, spec.fps)
+  verts = motion.animate(face.face_positions(uv, shape),
+                         face.motion_fields(uv, shape), coeffs, style)
+  wav = io.BytesIO()
+  sf.write(wav, audio, spec.sample_rate, subtype="PCM_16", format="WAV")
+  npy = io.BytesIO()
+  np.save(npy, verts.reshape(num_frames, -1))
+  return wav.getvalue(), npy.getvalue()
+
+
+def sequence_name(subject: str, sentence: int) -> str:
+  return f"{subject}_sentence{sentence:02d}"
+
+
+def generate(out: str | os.PathLike, spec: SynthSpec = SynthSpec(),
+             workers: int | None = None) -> dict:
+  """Writes the corpus into `out` (created if missing; existing files replaced).
+
+  Args:
+    out: corpus root.
+    spec: sizes and seed.
+    workers: processes for rendering (default: all cores).
+
+  Returns:
+    The manifest written to `out/manifest.json`.
+  """
+  out = os.fspath(out)
+  uv, faces = face.make_topology(spec.vertex_spacing)
+  subjects = spec.train_subjects + spec.unseen_subjects
+  templates = {name: face.face_positions(uv, _subject_params(spec, s)[0])
+               for s, name in enumerate(subjects)}
+  os.makedirs(os.path.join(out, "wav"), exist_ok=True)
+  os.makedirs(os.path.join(out, "vertices_npy"), exist_ok=True)
+
+  jobs = [(s, k) for s in range(len(subjects)) for k in range(1, spec.num_sentences + 1)]
+  workers = workers or os.cpu_count() or 1
+
+  def write(job, result):
+    s, k = job
+    name = sequence_name(subjects[s], k)
+    fileio.write_bytes(os.path.join(out, "wav", name + ".wav"), result[0])
+    fileio.write_bytes(os.path.join(out, "vertices_npy", name + ".npy"), result[1])
+
+  if workers > 1:
+    with futures.ProcessPoolExecutor(workers) as pool:
+      pending = {job: pool.submit(_render_take, spec, uv, *job) for job in jobs}
+      for job in jobs:
+        write(job, pending.pop(job).result())
+  else:
+    for job in jobs:
+      write(job, _render_take(spec, uv, *job))
+
+  mean = face.face_positions(uv, face.mean_shape())
+  mesh_io.write_obj(os.path.join(out, "template.obj"), mean, faces, uv)
+  fileio.write_bytes(os.path.join(out, "templates.pkl"),
+                     pickle.dumps(templates, protocol=4))
+  regions = {k: v.tolist() for k, v in face.regions(uv).items()}
+  fileio.write_text(os.path.join(out, "regions.json"), json.dumps(regions) + "\n")
+  manifest = {
+      "name": "SynthTalk",
+      "spec": dataclasses.asdict(spec),
+      "fps": spec.fps,
+      "sample_rate": spec.sample_rate,
+      "num_vertices": int(len(uv)),
+      "num_faces": int(len(faces)),
+      "template": "template.obj",
+      "regions": "regions.json",
+      "subjects": {"train": spec.train_subjects, "unseen": spec.unseen_subjects},
+      "splits": spec.splits(),
+  }
+  fileio.write_text(os.path.join(out, "manifest.json"),
+                    json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+  return manifest
+
+
+def tree_digest(root: str | os.PathLike) -> str:
+  """SHA-256 over every file's relative path and bytes, in sorted order."""
+  h = hashlib.sha256()
+  for folder, dirs, files in sorted(os.walk(root)):
+    dirs.sort()
+    for name in sorted(files):
+      path = os.path.join(folder, name)
+      h.update(os.path.relpath(path, root).encode())
+      with open(path, "rb") as f:
+        h.update(hashlib.sha256(f.read()).digest())
+  return h.hexdigest()
+
+
+def spec_from_config(data_cfg) -> SynthSpec:
+  """The SynthSpec a config's `data` section describes."""
+  s = data_cfg.synthetic
+  return SynthSpec(seed=int(s.seed), num_train_subjects=int(s.num_train_subjects),
+                   num_unseen_subjects=int(s.num_unseen_subjects),
+                   num_sentences=int(s.num_sentences), min_seconds=float(s.min_seconds),
+                   max_seconds=float(s.max_seconds), fps=float(data_cfg.fps),
+                   sample_rate=int(data_cfg.features.sample_rate),
+                   vertex_spacing=float(s.vertex_spacing))
+
+
+def write_preview(out: str | os.PathLike) -> str:
+  """Draws <out>/preview.png: the mean template's regions and the widest-open frame."""
+  from mmtalker_jax.mesh import io as mio
+  from mmtalker_jax.data import safe_pickle
+  from mmtalker_jax.viz.preview import corpus_preview
+
+  out = os.fspath(out)
+  raw = mio.read_mesh(os.path.join(out, "template.obj"))
+  with open(os.path.join(out, "regions.json"), encoding="utf-8") as f:
+    regions = {k: np.asarray(v) for k, v in json.load(f).items()}
+  manifest = json.load(open(os.path.join(out, "manifest.json"), encoding="utf-8"))
+  subject = manifest["subjects"]["train"][0]
+  template = safe_pickle.load_templates(os.path.join(out, "templates.pkl"))[subject]
+  verts = np.load(os.path.join(out, "vertices_npy", sequence_name(subject, 1) + ".npy"))
+  verts = verts.reshape(len(verts), -1, 3)
+  frame = verts[np.argmax(np.abs(verts - template).max(axis=(1, 2)))]
+  path = os.path.join(out, "preview.png")
+  corpus_preview(path, template, raw.faces, regions, frame)
+  return path

@@ -1,0 +1,40 @@
+"""Atomic writes: a file is either complete under its final name or absent."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from typing import Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+  """Yields a temporary path beside `path`; renames it onto `path` on success.
+
+  On any exception the temporary file is removed and `path` is untouched.
+  The temporary name keeps the final suffix, so writers that dispatch on the
+  extension (soundfile, numpy, PIL) still see it.
+  """
+  path = os.fspath(path)
+  folder = os.path.dirname(os.path.abspath(path))
+  os.makedirs(folder, exist_ok=True)
+  suffix = os.path.splitext(path)[1]
+  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+  os.close(fd)
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+    raise
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+  with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    f.write(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+  write_bytes(path, text.encode("utf-8"))

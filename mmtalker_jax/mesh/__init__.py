@@ -1,0 +1,1 @@
+"""Static mesh assets: topology, UVs, graph, areas and regions, built once in numpy."""

@@ -1,0 +1,87 @@
+"""Vertex regions (lips, eyes, upper face) from the files corpora ship.
+
+A region is named in a config by a list of sources, unioned:
+  'regions/lve.txt'            BIWI style: comma/whitespace-separated indices
+  'FLAME_masks.pkl:lips'       a key of a pickled dict of index arrays
+  'regions.json:lips'          a key of a JSON dict of index lists
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from mmtalker_jax.data import safe_pickle
+from mmtalker_jax.errors import InputError
+
+
+def _read_source(root: str, source: str) -> tuple[str, np.ndarray]:
+  name, _, key = source.partition(":")
+  path = os.path.join(root, name)
+  if not os.path.isfile(path):
+    raise InputError(path, "region file not found")
+  if path.endswith(".pkl") or path.endswith(".json"):
+    if not key:
+      raise InputError(path, f"region source {source!r} needs ':key'")
+    if path.endswith(".pkl"):
+      table = safe_pickle.load(path)
+    else:
+      try:
+        with open(path, encoding="utf-8") as f:
+          table = json.load(f)
+      except (OSError, ValueError) as e:
+        raise InputError(path, f"cannot read JSON ({e})") from None
+    if not isinstance(table, dict) or key not in table:
+      keys = sorted(table) if isinstance(table, dict) else []
+      raise InputError(path, f"no region {key!r} (has {keys})")
+    values = table[key]
+  else:
+    with open(path, encoding="utf-8") as f:
+      tokens = [t for t in re.split(r"[,\s]+", f.read()) if t]
+    values = tokens
+  try:
+    idx = np.asarray(values, dtype=np.float64).ravel()
+  except (TypeError, ValueError):
+    raise InputError(path, f"region {source!r} holds non-numeric indices") from None
+  if idx.size == 0:
+    raise InputError(path, f"region {source!r} is empty")
+  if not np.all(idx == np.round(idx)):
+    raise InputError(path, f"region {source!r} holds non-integer indices")
+  return path, idx.astype(np.int64)
+
+
+def load_regions(root: str | os.PathLike,
+                 spec: Mapping[str, Sequence[str]],
+                 num_vertices: int) -> dict[str, np.ndarray]:
+  """Reads every region named in `spec`.
+
+  Args:
+    root: folder the sources are relative to.
+    spec: {region name: [source, ...]} (see module docstring).
+    num_vertices: V, to range-check the indices.
+
+  Returns:
+    {region name: sorted unique int32 vertex indices}.
+
+  Raises:
+    InputError: naming the file, for a missing file or key, or an index
+      outside [0, V).
+  """
+  out = {}
+  for region, sources in spec.items():
+    if isinstance(sources, str):
+      sources = [sources]
+    parts = []
+    for source in sources:
+      path, idx = _read_source(os.fspath(root), source)
+      bad = idx[(idx < 0) | (idx >= num_vertices)]
+      if bad.size:
+        raise InputError(path, f"region {region!r} index {int(bad[0])} is out of "
+                         f"range for a template with {num_vertices} vertices")
+      parts.append(idx)
+    out[region] = np.unique(np.concatenate(parts)).astype(np.int32)
+  return out

@@ -1,0 +1,1 @@
+"""Pictures: a headless software rasterizer and the figures built on it."""
