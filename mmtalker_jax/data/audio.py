@@ -15,12 +15,31 @@ import hashlib
 import json
 import math
 import os
+import struct
+import warnings
 from typing import Any, Mapping
 
 import numpy as np
 
 from mmtalker_jax import fileio
 from mmtalker_jax.errors import InputError
+
+
+def _wav_shortfall(path: str) -> int:
+  """Bytes a RIFF/WAVE file's data chunk declares beyond the end of the file (0 if none)."""
+  with open(path, "rb") as f:
+    head = f.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+      return 0
+    size = os.fstat(f.fileno()).st_size
+    while True:
+      chunk = f.read(8)
+      if len(chunk) < 8:
+        return 0
+      cid, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+      if cid == b"data":
+        return max(0, f.tell() + length - size)
+      f.seek(length + (length & 1), os.SEEK_CUR)
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
@@ -39,8 +58,13 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     raise InputError(path, "audio file not found")
   if os.path.getsize(path) == 0:
     raise InputError(path, "audio file is empty (0 bytes)")
+  missing = _wav_shortfall(path)
+  if missing:
+    raise InputError(path, f"truncated WAV: {missing} bytes of audio data are missing")
   try:
-    audio, _ = librosa.load(path, sr=sample_rate, mono=True)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore")
+      audio, _ = librosa.load(path, sr=sample_rate, mono=True)
   except Exception as e:  # soundfile/audioread raise many types
     reason = str(e).splitlines()[0] if str(e) else type(e).__name__
     raise InputError(path, f"not a readable audio file ({reason})") from None

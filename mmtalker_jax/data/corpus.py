@@ -93,6 +93,40 @@ def in_split(seq: Sequence, split: Mapping[str, Any]) -> bool:
   return seq.number is not None and lo <= seq.number <= hi
 
 
+def open_vertices(path: str, num_vertices: int) -> np.ndarray:
+  """Memory-maps a vertex file [T_src, V*3] after checking its shape.
+
+  Raises:
+    InputError: naming `path`, for an unreadable file, a width that is not
+      3 x `num_vertices`, or no frames.
+  """
+  try:
+    arr = np.load(path, mmap_mode="r", allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
+    raise InputError(path, f"not a readable .npy file ({e})") from None
+  v3 = 3 * num_vertices
+  if arr.ndim != 2 or arr.shape[1] != v3:
+    raise InputError(path, f"shape {tuple(arr.shape)}: expected [T, {v3}] "
+                     f"(3 x the template's {num_vertices} vertices)")
+  if arr.shape[0] == 0:
+    raise InputError(path, "holds no frames")
+  return arr
+
+
+def read_vertices(path: str, num_vertices: int, stride: int = 1) -> np.ndarray:
+  """[T,V,3] float32 frames of a vertex file, every `stride`-th source frame.
+
+  Raises:
+    InputError: as `open_vertices`, and for NaN or inf values.
+  """
+  arr = open_vertices(path, num_vertices)[::stride]
+  out = np.asarray(arr, np.float32).reshape(len(arr), num_vertices, 3)
+  if not np.all(np.isfinite(out)):
+    bad = int(np.flatnonzero(~np.isfinite(out).all(axis=(1, 2)))[0]) * stride
+    raise InputError(path, f"vertices hold NaN or inf (first at source frame {bad})")
+  return out
+
+
 class Corpus:
   """Templates, mesh assets and sequences of one corpus.
 
@@ -152,34 +186,13 @@ class Corpus:
   def num_frames(self, seq: Sequence) -> int:
     """Mesh frames after the frame stride, read from the npy header."""
     if seq.name not in self._frames:
-      arr = self._open_npy(seq)
+      arr = open_vertices(seq.npy, self.assets.num_vertices)
       self._frames[seq.name] = len(range(0, arr.shape[0], int(self.cfg.frame_stride)))
     return self._frames[seq.name]
 
-  def _open_npy(self, seq: Sequence) -> np.ndarray:
-    try:
-      arr = np.load(seq.npy, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-      raise InputError(seq.npy, f"not a readable .npy file ({e})") from None
-    v3 = 3 * self.assets.num_vertices
-    if arr.ndim != 2 or arr.shape[1] != v3:
-      raise InputError(seq.npy, f"shape {tuple(arr.shape)}: expected [T, {v3}] "
-                       f"(3 x the template's {self.assets.num_vertices} vertices)")
-    if arr.shape[0] == 0:
-      raise InputError(seq.npy, "holds no frames")
-    return arr
-
   def vertices(self, seq: Sequence) -> np.ndarray:
-    """[T,V,3] float32 mesh frames (after the frame stride).
-
-    Raises:
-      InputError: naming the file, for a bad shape or NaN/inf.
-    """
-    arr = self._open_npy(seq)[:: int(self.cfg.frame_stride)]
-    out = np.asarray(arr, np.float32).reshape(len(arr), -1, 3)
-    if not np.all(np.isfinite(out)):
-      raise InputError(seq.npy, "vertices hold NaN or inf")
-    return out
+    """[T,V,3] float32 mesh frames (after the frame stride)."""
+    return read_vertices(seq.npy, self.assets.num_vertices, int(self.cfg.frame_stride))
 
   def features(self, seq: Sequence) -> np.ndarray:
     """[F,n_mels] log-mel features aligned to the sequence's mesh frames (cached)."""

@@ -28,12 +28,16 @@ _ALLOWED = frozenset(
        ("_codecs", "encode")])
 
 
+class _Refused(pickle.UnpicklingError):
+  """The pickle would construct a class outside the allow-list."""
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
 
   def find_class(self, module: str, name: str) -> Any:
     if (module, name) in _ALLOWED:
       return super().find_class(module, name)
-    raise pickle.UnpicklingError(
+    raise _Refused(
         f"refusing to construct {module}.{name}: only numpy arrays, dicts, "
         "lists, strings and numbers are allowed")
 
@@ -57,9 +61,9 @@ def load(path: str | os.PathLike) -> Any:
     raise InputError(path, f"cannot read pickle ({e.strerror})") from None
   try:
     return loads(data)
-  except pickle.UnpicklingError as e:
-    raise InputError(path, f"unsafe or invalid pickle: {e}") from None
-  except (EOFError, ValueError, TypeError, IndexError, KeyError,
+  except _Refused as e:
+    raise InputError(path, f"unsafe pickle: {e}") from None
+  except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
           AttributeError, UnicodeDecodeError) as e:
     raise InputError(path, f"truncated or corrupt pickle ({e})") from None
 

@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import multiprocessing
 import os
 import pickle
 from concurrent import futures
@@ -142,7 +143,9 @@ def generate(out: str | os.PathLike, spec: SynthSpec = SynthSpec(),
     fileio.write_bytes(os.path.join(out, "vertices_npy", name + ".npy"), result[1])
 
   if workers > 1:
-    with futures.ProcessPoolExecutor(workers) as pool:
+    # spawn, not fork: the caller may already run JAX's threads.
+    ctx = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(workers, mp_context=ctx) as pool:
       pending = {job: pool.submit(_render_take, spec, uv, *job) for job in jobs}
       for job in jobs:
         write(job, pending.pop(job).result())

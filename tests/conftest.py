@@ -1,0 +1,42 @@
+"""Shared fixtures: a tiny SynthTalk corpus made once per test session."""
+
+import os
+import shutil
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+  sys.path.insert(0, ROOT)
+
+from configs import tiny  # noqa: E402
+from mmtalker_jax.data.synthetic import generate, corpus as synth_corpus  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+  return tiny.get_config()
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus_root(tmp_path_factory, tiny_config):
+  """A read-only tiny corpus; copy it (`corpus_copy`) before changing files."""
+  root = str(tmp_path_factory.mktemp("synthtalk_tiny"))
+  generate(root, synth_corpus.spec_from_config(tiny_config.data), workers=1)
+  return root
+
+
+@pytest.fixture()
+def corpus_copy(tiny_corpus_root, tmp_path):
+  dst = str(tmp_path / "corpus")
+  shutil.copytree(tiny_corpus_root, dst, ignore=shutil.ignore_patterns(".feature_cache"))
+  return dst
+
+
+@pytest.fixture()
+def data_cfg(tiny_config, tiny_corpus_root, tmp_path):
+  cfg = tiny_config.data.copy_and_resolve_references()
+  cfg.root = tiny_corpus_root
+  cfg.cache_dir = str(tmp_path / "cache")
+  return cfg

@@ -1,0 +1,132 @@
+"""Mesh assets: OBJ/UV round trips, parameterization, the jraph graph, regions."""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import scipy.spatial
+import trimesh
+
+from mmtalker_jax.errors import InputError
+from mmtalker_jax.mesh import io as mesh_io
+from mmtalker_jax.mesh.assets import build_mesh_assets, load_mesh_assets
+from mmtalker_jax.mesh.parameterize import NotParameterizable, disk_parameterization
+from mmtalker_jax.mesh.regions import load_regions
+
+
+def disk_mesh(num_vertices: int, seed: int = 0):
+  """A bumpy disk-like face mesh with exactly `num_vertices` vertices."""
+  rng = np.random.default_rng(seed)
+  r = np.sqrt(rng.uniform(0, 1, num_vertices))
+  a = rng.uniform(0, 2 * np.pi, num_vertices)
+  xy = np.stack([r * np.cos(a), r * np.sin(a)], 1)
+  faces = scipy.spatial.Delaunay(xy).simplices.astype(np.int32)
+  z = 0.3 * np.sqrt(1.2 - r ** 2) + 0.05 * np.sin(5 * xy[:, 0])
+  return np.concatenate([xy, z[:, None]], 1).astype(np.float32), faces
+
+
+def signed_areas(uv, faces):
+  e1, e2 = uv[faces[:, 1]] - uv[faces[:, 0]], uv[faces[:, 2]] - uv[faces[:, 0]]
+  return e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]
+
+
+@pytest.mark.parametrize("num_vertices", [5023, 23370])
+def test_assets_at_flame_and_biwi_size(num_vertices):
+  verts, faces = disk_mesh(num_vertices)
+  assets = build_mesh_assets(verts, faces)
+  assert assets.num_vertices == num_vertices
+  assert assets.uv.shape == (num_vertices, 2)
+  assert assets.uv.min() >= 0 and assets.uv.max() <= 1
+  # Tutte's embedding never flips a triangle: all signed areas share a sign.
+  s = signed_areas(assets.uv.astype(np.float64), faces)
+  assert (s > 0).all() or (s < 0).all()
+  # Disk: V - E + F = 1, and the graph holds both directions of every edge.
+  g = assets.graph
+  num_edges = len(g.senders) // 2
+  assert num_vertices - num_edges + len(faces) == 1
+  assert int(g.n_node[0]) == num_vertices and int(g.n_edge[0]) == 2 * num_edges
+  pairs = set(zip(g.senders.tolist(), g.receivers.tolist()))
+  assert all((r, s) in pairs for s, r in list(pairs)[:1000])
+  assert assets.face_areas.shape == (len(faces),)
+  np.testing.assert_allclose(assets.face_areas.sum(),
+                             trimesh.Trimesh(verts, faces, process=False).area, rtol=1e-4)
+
+
+def test_obj_round_trip_keeps_order_and_uvs(tmp_path):
+  verts, faces = disk_mesh(300)
+  uv = np.random.default_rng(1).uniform(0, 1, (300, 2)).astype(np.float32)
+  path = tmp_path / "t.obj"
+  mesh_io.write_obj(path, verts, faces, uv)
+  raw = mesh_io.read_mesh(path)
+  np.testing.assert_allclose(raw.vertices, verts, atol=1e-6)
+  np.testing.assert_array_equal(raw.faces, faces)
+  np.testing.assert_allclose(raw.uv, uv, atol=1e-6)
+  # The OBJ's UVs are used as they are, not recomputed.
+  assets = load_mesh_assets(path)
+  np.testing.assert_allclose(assets.uv, uv, atol=1e-6)
+
+
+def test_ply_without_uvs_is_parameterized(tmp_path):
+  verts, faces = disk_mesh(500)
+  path = tmp_path / "t.ply"
+  trimesh.Trimesh(verts, faces, process=False).export(path)
+  assets = load_mesh_assets(path)
+  assert assets.uv.shape == (500, 2)
+  centre_dist = np.linalg.norm(assets.uv - 0.5, axis=1)
+  assert centre_dist.max() == pytest.approx(0.5, abs=1e-5)  # boundary on the circle
+
+
+def test_mesh_with_a_hole_is_parameterized():
+  verts, faces = disk_mesh(2000)
+  centroid = verts[faces][:, :, :2].mean(1)
+  keep = np.linalg.norm(centroid - [0.3, 0.0], axis=1) > 0.12  # an eye hole
+  used, faces = np.unique(faces[keep], return_inverse=True)
+  faces = faces.reshape(-1, 3)
+  uv = disk_parameterization(verts[used], faces)
+  assert np.isfinite(uv).all() and uv.shape == (len(used), 2)
+
+
+def test_closed_or_broken_meshes_are_refused(tmp_path):
+  sphere = trimesh.creation.icosphere(subdivisions=2)
+  with pytest.raises(NotParameterizable, match="closed"):
+    disk_parameterization(sphere.vertices, sphere.faces)
+  verts, faces = disk_mesh(200)
+  two = np.concatenate([verts, verts + 5]), np.concatenate([faces, faces + 200])
+  with pytest.raises(NotParameterizable, match="2 separate pieces"):
+    disk_parameterization(*two)
+  path = tmp_path / "sphere.ply"
+  sphere.export(path)
+  with pytest.raises(InputError, match="sphere.ply: mesh has no UVs and cannot be parameterized"):
+    load_mesh_assets(path)
+
+
+def test_vertex_points_are_one_hot_barycentrics_of_an_incident_face():
+  verts, faces = disk_mesh(400)
+  assets = build_mesh_assets(verts, faces)
+  face_ids, bary = assets.vertex_points()
+  rebuilt = np.einsum("vk,vkd->vd", bary, verts[faces[face_ids]])
+  np.testing.assert_allclose(rebuilt, verts, atol=1e-6)
+  assert set(np.unique(bary)) == {0.0, 1.0}
+
+
+def test_region_formats_biwi_flame_and_json(tmp_path):
+  (tmp_path / "regions").mkdir()
+  (tmp_path / "regions" / "lve.txt").write_text("3, 1,2\n,5")
+  masks = {"lips": np.array([4, 0]), "eye_region": np.array([7]), "forehead": np.array([8, 7])}
+  (tmp_path / "FLAME_masks.pkl").write_bytes(pickle.dumps(masks, protocol=2))
+  (tmp_path / "r.json").write_text(json.dumps({"brow": [9]}))
+  spec = {"lips": ["regions/lve.txt"], "flame_lips": ["FLAME_masks.pkl:lips"],
+          "upper": ["FLAME_masks.pkl:forehead", "FLAME_masks.pkl:eye_region"],
+          "brow": "r.json:brow"}
+  regions = load_regions(tmp_path, spec, num_vertices=10)
+  assert regions["lips"].tolist() == [1, 2, 3, 5]
+  assert regions["flame_lips"].tolist() == [0, 4]
+  assert regions["upper"].tolist() == [7, 8]
+  assert regions["brow"].tolist() == [9]
+
+
+def test_region_index_out_of_range_names_the_file(tmp_path):
+  (tmp_path / "fdd.txt").write_text("1,2,99")
+  with pytest.raises(InputError, match=r"fdd.txt: region 'upper' index 99 is out of range"):
+    load_regions(tmp_path, {"upper": ["fdd.txt"]}, num_vertices=50)
