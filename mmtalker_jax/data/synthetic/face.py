@@ -101,9 +101,9 @@ def face_positions(uv: np.ndarray, shape: Shape) -> np.ndarray:
     z -= 0.009 * _bump(u, v, eu, ev, 0.08, 0.05)
     z += 0.005 * _bump(u, v, eu, ev - 0.005, 0.04, 0.025)
   z += 0.006 * shape.brow * _bump(u, v, 0.5, 0.71, 0.3, 0.03)
-  z += 0.005 * shape.lips * _bump(u, v, MOUTH[0], MOUTH[1] + 0.016, 0.075, 0.014)
-  z += 0.005 * shape.lips * _bump(u, v, MOUTH[0], MOUTH[1] - 0.016, 0.07, 0.016)
-  z -= 0.002 * _bump(u, v, MOUTH[0], MOUTH[1], 0.07, 0.008)
+  z += 0.004 * shape.lips * _bump(u, v, MOUTH[0], MOUTH[1] + 0.018, 0.075, 0.022)
+  z += 0.004 * shape.lips * _bump(u, v, MOUTH[0], MOUTH[1] - 0.018, 0.07, 0.024)
+  z -= 0.0015 * _bump(u, v, MOUTH[0], MOUTH[1], 0.07, 0.012)
   z += 0.008 * _bump(u, v, 0.5, 0.13, 0.1, 0.06)
   x = (u - 0.5) * shape.width
   y = (v - 0.5) * shape.height
