@@ -36,6 +36,7 @@ def synthtalk_data(spec: SynthSpec, root: str) -> ml_collections.ConfigDict:
   data.cache_dir = ""  # '' = <root>/.feature_cache
   data.bucket_frames = (96, 128, 160, 192)
   data.max_length_mismatch_seconds = 0.5
+  data.displacement_scale = 1e-3  # metres per model output unit
   return data
 
 
@@ -44,5 +45,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
   config.data = synthtalk_data(SynthSpec(), root="data/synthtalk")
   # Reporting scales: metrics are printed times these (VOCASET's convention).
+  config.model = ml_collections.ConfigDict(dict(
+      width=64, audio_levels=3, conv_kernel=5, gcn_blocks=4, geometry_tokens=16,
+      num_heads=4, attention_window=192, attention_block=64, regressor_hidden=64,
+      regressor_layers=2, regressor_heads=4, uv_frequencies=6, sampler_temperature=1.0))
+  config.loss = ml_collections.ConfigDict(dict(point_weight=1.0, velocity_weight=1.0))
   config.scale = ml_collections.ConfigDict(dict(lve=1e5, eve=1e5, fdd=1e5, mve=1e3))
   return config

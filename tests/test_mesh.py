@@ -5,7 +5,6 @@ import pickle
 
 import numpy as np
 import pytest
-import scipy.spatial
 import trimesh
 
 from mmtalker_jax.errors import InputError
@@ -13,17 +12,7 @@ from mmtalker_jax.mesh import io as mesh_io
 from mmtalker_jax.mesh.assets import build_mesh_assets, load_mesh_assets
 from mmtalker_jax.mesh.parameterize import NotParameterizable, disk_parameterization
 from mmtalker_jax.mesh.regions import load_regions
-
-
-def disk_mesh(num_vertices: int, seed: int = 0):
-  """A bumpy disk-like face mesh with exactly `num_vertices` vertices."""
-  rng = np.random.default_rng(seed)
-  r = np.sqrt(rng.uniform(0, 1, num_vertices))
-  a = rng.uniform(0, 2 * np.pi, num_vertices)
-  xy = np.stack([r * np.cos(a), r * np.sin(a)], 1)
-  faces = scipy.spatial.Delaunay(xy).simplices.astype(np.int32)
-  z = 0.3 * np.sqrt(1.2 - r ** 2) + 0.05 * np.sin(5 * xy[:, 0])
-  return np.concatenate([xy, z[:, None]], 1).astype(np.float32), faces
+from tests.meshes import disk_mesh
 
 
 def signed_areas(uv, faces):

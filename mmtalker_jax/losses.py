@@ -1,0 +1,66 @@
+"""Training losses. Each takes predictions and targets with masks and returns a scalar.
+
+Padded frames and masked points never enter a mean.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+
+def _frame_point_mean(err: jnp.ndarray, frame_mask: jnp.ndarray, point_weights: jnp.ndarray,
+                      point_mask: jnp.ndarray | None) -> jnp.ndarray:
+  """Mean of err [B,T,K] over real frames and unmasked points, points weighted."""
+  pm = jnp.ones(err.shape[-1], err.dtype) if point_mask is None else point_mask.astype(err.dtype)
+  total = jnp.einsum("btk,bt,k->", err, frame_mask.astype(err.dtype), point_weights * pm)
+  count = jnp.sum(frame_mask) * jnp.sum(pm)
+  return total / jnp.maximum(count, 1.0)
+
+
+def point_mse(pred: jnp.ndarray, target: jnp.ndarray, weights: jnp.ndarray,
+              frame_mask: jnp.ndarray, point_mask: jnp.ndarray | None = None) -> jnp.ndarray:
+  """Importance-weighted squared error at sampled surface points.
+
+  With weights = p_area / p_sample this is an unbiased estimate of the
+  area-weighted mean squared displacement error over the surface, and its
+  gradient moves the sampling logits toward the error (see models/sampler.py).
+
+  Args:
+    pred, target: [B,T,K,3].
+    weights: [K] importance weights.
+    frame_mask: [B,T].
+    point_mask: [K] 1 for points that count (for sweeps over K), or None.
+
+  Returns:
+    Scalar: mean over real frames and points of w_k * ||pred - target||^2.
+  """
+  err = jnp.sum((pred - target) ** 2, axis=-1)
+  return _frame_point_mean(err, frame_mask, weights, point_mask)
+
+
+def velocity_loss(pred: jnp.ndarray, target: jnp.ndarray, frame_mask: jnp.ndarray,
+                  weights: jnp.ndarray | None = None,
+                  point_mask: jnp.ndarray | None = None) -> jnp.ndarray:
+  """Squared error of frame-to-frame differences, over pairs of real frames.
+
+  Args:
+    pred, target: [B,T,K,3].
+    frame_mask: [B,T].
+    weights: [K] importance weights or None (all ones).
+    point_mask: [K] or None.
+
+  Returns:
+    Scalar.
+  """
+  dp = pred[:, 1:] - pred[:, :-1]
+  dt = target[:, 1:] - target[:, :-1]
+  pair = frame_mask[:, 1:] * frame_mask[:, :-1]
+  err = jnp.sum((dp - dt) ** 2, axis=-1)
+  w = jnp.ones(err.shape[-1], err.dtype) if weights is None else weights
+  return _frame_point_mean(err, pair, w, point_mask)
+
+
+def vertex_mse(pred: jnp.ndarray, target: jnp.ndarray, frame_mask: jnp.ndarray) -> jnp.ndarray:
+  """Plain squared error over all vertices, [B,T,V,3] each; mean over real frames and vertices."""
+  err = jnp.sum((pred - target) ** 2, axis=-1)
+  return _frame_point_mean(err, frame_mask, jnp.ones(err.shape[-1], err.dtype), None)

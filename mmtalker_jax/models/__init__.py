@@ -1,0 +1,1 @@
+"""The MMTalker network: audio -> encoders -> fusion -> sampler/regressor -> displacements."""

@@ -1,0 +1,117 @@
+"""MMTalker: speech and a template in, displacements at any surface points out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+import ml_collections
+
+from mmtalker_jax.mesh.assets import MeshAssets
+from mmtalker_jax.models.audio_encoder import AudioEncoder
+from mmtalker_jax.models.fusion import DualCrossAttention
+from mmtalker_jax.models.gcn import GeometryPooling, ResidualGCN
+from mmtalker_jax.models.points import fourier_features, interpolate
+from mmtalker_jax.models.regressor import Regressor
+from mmtalker_jax.models.sampler import SurfaceSample, area_logits, sample_triangles
+
+VERTICES = "vertices"
+
+
+def _is_vertices(points: Any) -> bool:
+  return isinstance(points, str) and points == VERTICES
+
+
+class MMTalker(nn.Module):
+  """The network. Returns predictions and an aux dict, never a loss.
+
+  Attributes:
+    assets: static mesh assets (faces, UVs, graph, areas) of the topology.
+    num_styles: speaking styles (training subjects).
+    fps, feature_rate: mesh and audio-feature rates.
+    displacement_scale: metres (or the data's unit) per output unit.
+    The rest size the parts (see configs/default.py, `model`).
+  """
+  assets: MeshAssets
+  num_styles: int
+  fps: float
+  feature_rate: float
+  displacement_scale: float
+  width: int = 64
+  audio_levels: int = 3
+  conv_kernel: int = 5
+  gcn_blocks: int = 4
+  geometry_tokens: int = 16
+  num_heads: int = 4
+  attention_window: int = 192
+  attention_block: int = 64
+  regressor_hidden: int = 64
+  regressor_layers: int = 2
+  regressor_heads: int = 4
+  uv_frequencies: int = 6
+  sampler_temperature: float = 1.0
+
+  @nn.compact
+  def __call__(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
+               frame_mask: jnp.ndarray, points: Any = VERTICES,
+               num_points: int | None = None) -> tuple[jnp.ndarray, dict]:
+    """Predicts displacements.
+
+    Args:
+      audio: [B,F,n_mels] log-mel features (F = num_feature_frames(T)).
+      template: [B,V,3] neutral faces.
+      style: [B] int style index.
+      frame_mask: [B,T] 1 on real frames; T sets the output length.
+      points: where to predict: VERTICES (every vertex), a (face_ids [K],
+        bary [K,3]) pair, or None to draw `num_points` points from the learned
+        distribution (needs the 'sample' RNG stream).
+      num_points: K when sampling.
+
+    Returns:
+      displacements [B,T,K,3] (K = V for VERTICES), and aux with
+      'face_ids' [K], 'bary' [K,3], 'weights' [K] (importance weights; ones
+      unless sampled) and 'template' [B,K,3] (the neutral face at the points).
+    """
+    assets = self.assets
+    num_frames = frame_mask.shape[1]
+    logits = self.param("face_logits", lambda _: jnp.asarray(
+        area_logits(assets.face_areas, self.sampler_temperature)))  # [F]
+    if points is None:
+      sample = sample_triangles(logits, jnp.asarray(assets.face_areas), self.make_rng("sample"),
+                                num_points, self.sampler_temperature)
+    else:
+      face_ids, bary = assets.vertex_points() if _is_vertices(points) else points
+      sample = SurfaceSample(jnp.asarray(face_ids), jnp.asarray(bary),
+                             jnp.ones(jnp.shape(face_ids), jnp.float32))
+
+    levels = AudioEncoder(self.width, self.audio_levels, self.conv_kernel, self.fps,
+                          self.feature_rate, name="audio_encoder")(audio, num_frames)
+    geometry = ResidualGCN(assets.graph, assets.uv, self.width, self.gcn_blocks,
+                           self.uv_frequencies, name="gcn")(template)  # [B,V,D]
+    tokens = GeometryPooling(self.geometry_tokens, name="pool")(geometry)
+    style_code = nn.Embed(self.num_styles, self.width, name="style")(style)  # [B,D]
+    initial = jnp.broadcast_to(style_code[:, None], levels[0].shape)
+    motion, tokens = DualCrossAttention(self.num_heads, self.attention_window,
+                                        self.attention_block, name="fusion")(
+                                            levels, tokens, frame_mask, initial)
+
+    faces = assets.faces
+    uv = interpolate(jnp.asarray(assets.uv), faces, sample.face_ids, sample.bary)  # [K,2]
+    point_geometry = interpolate(geometry, faces, sample.face_ids, sample.bary)  # [B,K,D]
+    out = Regressor(self.regressor_hidden, self.regressor_layers, self.regressor_heads,
+                    name="regressor")(fourier_features(uv, self.uv_frequencies),
+                                      point_geometry, motion, tokens)
+    displacements = out * self.displacement_scale * frame_mask[:, :, None, None]
+    aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
+           "template": interpolate(template, faces, sample.face_ids, sample.bary)}
+    return displacements, aux
+
+
+def build_model(config: ml_collections.ConfigDict, assets: MeshAssets,
+                num_styles: int) -> MMTalker:
+  """MMTalker sized by `config.model`, with rates and units from `config.data`."""
+  return MMTalker(assets=assets, num_styles=num_styles, fps=float(config.data.fps),
+                  feature_rate=float(config.data.features.feature_rate),
+                  displacement_scale=float(config.data.displacement_scale),
+                  **config.model.to_dict())

@@ -1,0 +1,32 @@
+"""Surface points: (face id, barycentric) pairs and what lives at them."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+
+def interpolate(values: jnp.ndarray, faces: np.ndarray, face_ids: jnp.ndarray,
+                bary: jnp.ndarray) -> jnp.ndarray:
+  """Barycentric blend of per-vertex values at surface points.
+
+  Args:
+    values: [..., V, C] per-vertex values (vertex axis second to last).
+    faces: [F,3] int topology.
+    face_ids: [K] int face of each point.
+    bary: [K,3] barycentric weights (rows sum to 1).
+
+  Returns:
+    [..., K, C].
+  """
+  corners = jnp.asarray(faces)[face_ids]  # [K,3]
+  gathered = jnp.take(values, corners, axis=-2)  # [..., K, 3, C]
+  return jnp.einsum("...kjc,kj->...kc", gathered, bary.astype(values.dtype))
+
+
+def fourier_features(uv: jnp.ndarray, num_frequencies: int) -> jnp.ndarray:
+  """[..., 2] UV in [0,1] -> [..., 2 + 4 * num_frequencies] (uv, sin, cos at octaves)."""
+  freqs = (2.0 ** jnp.arange(num_frequencies)) * jnp.pi
+  angles = uv[..., None] * freqs  # [..., 2, n]
+  angles = angles.reshape(*uv.shape[:-1], -1)
+  return jnp.concatenate([uv, jnp.sin(angles), jnp.cos(angles)], axis=-1)

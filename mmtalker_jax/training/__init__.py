@@ -1,0 +1,1 @@
+"""Training: state, the update step, the loop, checkpoints."""

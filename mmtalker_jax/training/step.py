@@ -1,0 +1,65 @@
+"""The pure update step: sample points, predict, weigh the losses, apply gradients."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from mmtalker_jax import losses
+from mmtalker_jax.models.mmtalker import MMTalker
+from mmtalker_jax.models.points import interpolate
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training (a pytree; sharded and checkpointed)."""
+  step: jnp.ndarray
+  params: Any
+  opt_state: Any
+
+
+def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
+                   loss_cfg: ml_collections.ConfigDict, num_points: int,
+                   point_mask: jnp.ndarray | None = None) -> tuple[jnp.ndarray, dict]:
+  """The weighted training loss of one batch and its parts.
+
+  Losses are measured in output units (displacement / displacement_scale), so
+  their size does not depend on the corpus's length unit.
+
+  Returns:
+    (total loss, {'loss', 'point_mse', 'velocity'}).
+  """
+  disp, aux = model.apply({"params": params}, batch["audio"], batch["template"],
+                          batch["style"], batch["frame_mask"], points=None,
+                          num_points=num_points, rngs={"sample": key})
+  target = interpolate(batch["vertices"], model.assets.faces, aux["face_ids"], aux["bary"])
+  target = target - aux["template"][:, None]
+  unit = 1.0 / model.displacement_scale
+  pred, target = disp * unit, target * unit
+  mask = batch["frame_mask"]
+  parts = {
+      "point_mse": losses.point_mse(pred, target, aux["weights"], mask, point_mask),
+      "velocity": losses.velocity_loss(pred, target, mask, aux["weights"], point_mask),
+  }
+  total = loss_cfg.point_weight * parts["point_mse"] + loss_cfg.velocity_weight * parts["velocity"]
+  parts["loss"] = total
+  return total, parts
+
+
+def train_step(state: TrainState, batch: dict, key: jax.Array, *, model: MMTalker,
+               optimizer: optax.GradientTransformation, loss_cfg: ml_collections.ConfigDict,
+               num_points: int) -> tuple[TrainState, dict]:
+  """One optimizer update. `key` is folded with the step for the sample stream."""
+  step_key = jax.random.fold_in(key, state.step)
+  grad_fn = jax.value_and_grad(compute_losses, has_aux=True)
+  (_, metrics), grads = grad_fn(state.params, model, batch, step_key, loss_cfg, num_points)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  metrics["grad_norm"] = optax.tree.norm(grads)
+  metrics["param_norm"] = optax.tree.norm(params)
+  return TrainState(state.step + 1, params, opt_state), metrics

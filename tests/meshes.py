@@ -1,0 +1,15 @@
+"""Small synthetic meshes for tests."""
+
+import numpy as np
+import scipy.spatial
+
+
+def disk_mesh(num_vertices: int, seed: int = 0):
+  """A bumpy disk-like face mesh with exactly `num_vertices` vertices: ([V,3], [F,3])."""
+  rng = np.random.default_rng(seed)
+  r = np.sqrt(rng.uniform(0, 1, num_vertices))
+  a = rng.uniform(0, 2 * np.pi, num_vertices)
+  xy = np.stack([r * np.cos(a), r * np.sin(a)], 1)
+  faces = scipy.spatial.Delaunay(xy).simplices.astype(np.int32)
+  z = 0.3 * np.sqrt(1.2 - r ** 2) + 0.05 * np.sin(5 * xy[:, 0])
+  return np.concatenate([xy, z[:, None]], 1).astype(np.float32), faces

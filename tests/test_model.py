@@ -1,0 +1,231 @@
+"""The MMTalker network: shapes, vertex queries, styles, GCN, attention, jit, overfitting."""
+
+import functools
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import pytest
+
+from mmtalker_jax.data import audio as audio_lib
+from mmtalker_jax.data.corpus import Corpus
+from mmtalker_jax.data.pipeline import Batcher
+from mmtalker_jax.mesh.assets import build_mesh_assets
+from mmtalker_jax.models.audio_encoder import pool_to_frames
+from mmtalker_jax.models.gcn import normalized_aggregate
+from mmtalker_jax.models.mmtalker import MMTalker, build_model
+from mmtalker_jax.models.temporal import ALiBiSelfAttention, alibi_slopes
+from mmtalker_jax.training.step import TrainState, compute_losses, train_step
+from tests.meshes import disk_mesh
+
+SMALL = dict(width=16, audio_levels=2, conv_kernel=3, gcn_blocks=2, geometry_tokens=4,
+             num_heads=2, attention_window=32, attention_block=16, regressor_hidden=16,
+             regressor_layers=2, regressor_heads=2, uv_frequencies=3)
+
+
+def small_model(num_vertices, fps=30.0, feature_rate=100.0, num_styles=3):
+  assets = build_mesh_assets(*disk_mesh(num_vertices))
+  return MMTalker(assets=assets, num_styles=num_styles, fps=fps, feature_rate=feature_rate,
+                  displacement_scale=1e-3, **SMALL)
+
+
+def inputs(model, b, t, seed=0, n_mels=20):
+  rng = np.random.default_rng(seed)
+  f = audio_lib.num_feature_frames(t, model.fps, model.feature_rate)
+  return dict(audio=jnp.asarray(rng.standard_normal((b, f, n_mels)), jnp.float32),
+              template=jnp.asarray(model.assets.vertices)[None].repeat(b, 0),
+              style=jnp.arange(b, dtype=jnp.int32) % model.num_styles,
+              frame_mask=jnp.ones((b, t)))
+
+
+def randomize_output(params, seed=0):
+  """The regressor's output layer starts at zero; give it weights so outputs differ."""
+  params = flax.core.unfreeze(params)
+  k = params["regressor"]["out"]["kernel"]
+  params["regressor"]["out"]["kernel"] = jax.random.normal(jax.random.key(seed), k.shape) * 0.5
+  return params
+
+
+def init(model, x):
+  return jax.jit(model.init)({"params": jax.random.key(0)}, **x)["params"]
+
+
+def apply(model, params, x, **kwargs):
+  """Jitted forward pass (eager dispatch compiles every op separately)."""
+  fn = jax.jit(lambda p, x, rngs: model.apply({"params": p}, **x, **kwargs, rngs=rngs))
+  return fn(params, x, {"sample": jax.random.key(1)})
+
+
+@pytest.mark.parametrize("b,t,v,k,fps,rate", [
+    (1, 30, 120, 16, 30.0, 100.0), (3, 47, 300, 64, 25.0, 100.0), (2, 64, 200, 33, 30.0, 50.0)])
+def test_output_shapes(b, t, v, k, fps, rate):
+  model = small_model(v, fps, rate)
+  x = inputs(model, b, t)
+  params = randomize_output(init(model, x))
+  disp, aux = apply(model, params, x, points=None, num_points=k)
+  assert disp.shape == (b, t, k, 3) and np.isfinite(disp).all()
+  assert aux["face_ids"].shape == (k,) and aux["bary"].shape == (k, 3)
+  assert aux["weights"].shape == (k,) and aux["template"].shape == (b, k, 3)
+  assert params["face_logits"].shape == (model.assets.num_faces,)
+  full, _ = apply(model, params, x)
+  assert full.shape == (b, t, v, 3)
+  assert np.abs(full).max() > 0
+
+
+def test_vertex_query_equals_points_at_the_vertices_through_any_face():
+  model = small_model(150)
+  x = inputs(model, 2, 40)
+  params = randomize_output(init(model, x))
+  full, aux = apply(model, params, x)
+  np.testing.assert_allclose(aux["template"], x["template"], atol=1e-6)
+  # Each vertex as a corner of a different incident face than vertex_points() picks.
+  faces = model.assets.faces
+  face_ids = np.zeros(150, np.int32)
+  bary = np.zeros((150, 3), np.float32)
+  for f in range(len(faces) - 1, -1, -1):
+    for c in range(3):
+      face_ids[faces[f, c]] = f
+  for vtx in range(150):
+    bary[vtx, list(faces[face_ids[vtx]]).index(vtx)] = 1.0
+  assert (face_ids != model.assets.vertex_points()[0]).any()
+  at_points, _ = apply(model, params, x, points=(face_ids, bary))
+  np.testing.assert_allclose(at_points, full, rtol=1e-4, atol=1e-7)
+
+
+def test_style_changes_the_output_and_padding_is_zero():
+  model = small_model(100)
+  x = inputs(model, 2, 30)
+  x["style"] = jnp.array([0, 0])
+  x["frame_mask"] = x["frame_mask"].at[1, 25:].set(0)
+  params = randomize_output(init(model, x))
+  same, _ = apply(model, params, x)
+  other, _ = apply(model, params, dict(x, style=jnp.array([0, 2])))
+  np.testing.assert_allclose(other[0], same[0], rtol=1e-5, atol=1e-8)
+  assert np.abs(other[1] - same[1]).max() > 1e-6
+  assert not np.asarray(same[1, 25:]).any()
+
+
+def test_gcn_aggregation_matches_the_dense_normalized_adjacency():
+  verts, faces = disk_mesh(60)
+  assets = build_mesh_assets(verts, faces)
+  g = assets.graph
+  adj = np.zeros((60, 60))
+  adj[g.senders, g.receivers] = 1
+  adj += np.eye(60)
+  d = adj.sum(1)
+  dense = adj / np.sqrt(d[:, None] * d[None, :])
+  x = np.random.default_rng(0).standard_normal((2, 60, 5)).astype(np.float32)
+  out = normalized_aggregate(g, jnp.asarray(x))
+  np.testing.assert_allclose(out, np.einsum("uv,bvc->buc", dense, x), rtol=1e-5, atol=1e-5)
+
+
+def _dense_alibi(params, x, mask, heads, window):
+  qkv = jnp.einsum("btd,dshe->btshe", x, params["qkv"]["kernel"]) + params["qkv"]["bias"]
+  q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+  t = x.shape[1]
+  dist = np.abs(np.arange(t)[:, None] - np.arange(t)[None])
+  logits = jnp.einsum("bqhd,bkhd->bhqk", q / np.sqrt(q.shape[-1]), k)
+  logits = logits - alibi_slopes(heads)[:, None, None] * dist
+  allowed = (dist <= window)[None, None] & mask.astype(bool)[:, None, None, :]
+  attn = jax.nn.softmax(jnp.where(allowed, logits, -1e9), -1)
+  out = jnp.einsum("bhqk,bkhd->bqhd", attn, v).reshape(x.shape[0], t, -1)
+  return out @ params["out"]["kernel"] + params["out"]["bias"]
+
+
+@pytest.mark.parametrize("t,window,block", [(30, 192, 64), (200, 50, 16), (131, 40, 64)])
+def test_blocked_alibi_attention_is_exact(t, window, block):
+  layer = ALiBiSelfAttention(4, window, block)
+  x = jax.random.normal(jax.random.key(0), (2, t, 32))
+  mask = jnp.ones((2, t)).at[1, t - 7:].set(0)
+  params = layer.init(jax.random.key(1), x, mask)
+  np.testing.assert_allclose(layer.apply(params, x, mask),
+                             _dense_alibi(params["params"], x, mask, 4, window), atol=2e-5)
+
+
+def test_temporal_attention_runs_at_9000_frames_with_the_same_weights():
+  layer = ALiBiSelfAttention(4, 192, 64)
+  params = layer.init(jax.random.key(1), jnp.zeros((1, 30, 64)), jnp.ones((1, 30)))
+  x = jax.random.normal(jax.random.key(2), (1, 9000, 64))
+  out = jax.jit(layer.apply)(params, x, jnp.ones((1, 9000)))
+  assert out.shape == (1, 9000, 64) and np.isfinite(out).all()
+  # Attention is local: frames far from a change do not see it.
+  out2 = jax.jit(layer.apply)(params, x.at[:, 0].set(5.0), jnp.ones((1, 9000)))
+  assert np.abs(out2[0, 1000:] - out[0, 1000:]).max() == 0
+
+
+def test_pooling_puts_each_feature_in_its_frame():
+  for fps, rate in [(30.0, 100.0), (25.0, 100.0), (30.0, 50.0)]:
+    t = 20
+    f = audio_lib.num_feature_frames(t, fps, rate)
+    ids = audio_lib.feature_to_frame(f, fps, rate)
+    x = jnp.zeros((1, f, 1)).at[0, f // 2, 0].set(1.0)
+    pooled = pool_to_frames(x, t, fps, rate)
+    assert int(jnp.argmax(pooled[0, :, 0])) == ids[f // 2]
+    np.testing.assert_allclose(pooled[0, :, 0].sum() * np.bincount(ids)[ids[f // 2]], 1.0, rtol=1e-6)
+
+
+def test_jit_compiles_once_per_input_shape():
+  model = small_model(80)
+  traces = []
+
+  @jax.jit
+  def forward(params, x):
+    traces.append(1)
+    return model.apply({"params": params}, **x)[0]
+
+  x = inputs(model, 2, 30)
+  params = init(model, x)
+  forward(params, x)
+  forward(params, inputs(model, 2, 30, seed=1))
+  assert len(traces) == 1
+  forward(params, inputs(model, 2, 60))
+  assert len(traces) == 2
+
+
+def test_sampler_logits_get_a_finite_nonzero_gradient_from_the_loss(tiny_config, data_cfg):
+  corpus = Corpus(data_cfg)
+  batch = next(Batcher(corpus, "train", 2, data_cfg.bucket_frames, train=False).epoch(0))
+  config = tiny_config.copy_and_resolve_references()
+  config.model.update(SMALL)
+  model = build_model(config, corpus.assets, len(corpus.train_subjects))
+  x = {k: batch[k] for k in ("audio", "template", "style", "frame_mask")}
+  params = init(model, x)
+  grads = jax.jit(jax.grad(
+      lambda p: compute_losses(p, model, batch, jax.random.key(1), config.loss, 64)[0]))(params)
+  g = np.asarray(grads["face_logits"])
+  assert np.isfinite(g).all() and np.abs(g).max() > 0
+  for leaf in jax.tree_util.tree_leaves(grads):
+    assert np.isfinite(leaf).all()
+
+
+def test_overfits_a_handful_of_sequences(tiny_config, data_cfg):
+  """The all-vertex error on 4 SynthTalk sequences falls at least 10x in 150 steps."""
+  corpus = Corpus(data_cfg)
+  batch = next(Batcher(corpus, "train", 4, data_cfg.bucket_frames, train=False).epoch(0))
+  model = build_model(tiny_config, corpus.assets, len(corpus.train_subjects))
+  x = {k: batch[k] for k in ("audio", "template", "style", "frame_mask")}
+  params = init(model, x)
+
+  @jax.jit
+  def vertex_error(params):
+    disp, _ = model.apply({"params": params}, **x)
+    target = batch["vertices"] - batch["template"][:, None]
+    err = jnp.sum((disp - target) ** 2, -1).mean(-1)
+    return jnp.sum(err * batch["frame_mask"]) / jnp.sum(batch["frame_mask"])
+
+  optimizer = optax.adam(3e-3)
+  state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  step = jax.jit(functools.partial(train_step, model=model, optimizer=optimizer,
+                                   loss_cfg=tiny_config.loss, num_points=128))
+  before = float(vertex_error(params))
+  losses = []
+  for _ in range(150):
+    state, metrics = step(state, batch, jax.random.key(1))
+    losses.append(float(metrics["loss"]))
+  after = float(vertex_error(state.params))
+  assert np.isfinite(losses).all()
+  assert after < before / 10, (before, after)
+  assert np.mean(losses[-10:]) < np.mean(losses[:10]) / 10
