@@ -1,0 +1,87 @@
+"""Model figures: parameters, compile time, forward time and peak memory.
+
+10 s of audio (T = 300 frames at 30 fps) at V = 5023 all-vertex output, batch 1,
+with the default config's model on this machine's JAX backend.
+
+  python bench/model.py [--vertices 5023] [--seconds 10] [--repeats 5]
+"""
+
+import argparse
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.spatial  # noqa: E402
+
+from configs import default  # noqa: E402
+from mmtalker_jax.data import audio as audio_lib  # noqa: E402
+from mmtalker_jax.mesh.assets import build_mesh_assets  # noqa: E402
+from mmtalker_jax.models.mmtalker import build_model  # noqa: E402
+
+
+def disk_face(num_vertices: int, seed: int = 0):
+  rng = np.random.default_rng(seed)
+  r = np.sqrt(rng.uniform(0, 1, num_vertices))
+  a = rng.uniform(0, 2 * np.pi, num_vertices)
+  xy = 0.08 * np.stack([r * np.cos(a), r * np.sin(a)], 1)
+  faces = scipy.spatial.Delaunay(xy).simplices.astype(np.int32)
+  z = 0.05 * np.sqrt(1.2 - r ** 2)
+  return np.concatenate([xy, z[:, None]], 1).astype(np.float32), faces
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--vertices", type=int, default=5023)
+  parser.add_argument("--seconds", type=float, default=10.0)
+  parser.add_argument("--repeats", type=int, default=5)
+  args = parser.parse_args()
+
+  config = default.get_config()
+  fps = config.data.fps
+  rate = config.data.features.feature_rate
+  t = int(round(args.seconds * fps))
+  assets = build_mesh_assets(*disk_face(args.vertices))
+  model = build_model(config, assets, num_styles=8)
+  f = audio_lib.num_feature_frames(t, fps, rate)
+  x = dict(audio=jnp.zeros((1, f, config.data.features.n_mels)),
+           template=jnp.asarray(assets.vertices)[None], style=jnp.zeros((1,), jnp.int32),
+           frame_mask=jnp.ones((1, t)))
+  params = jax.jit(model.init)({"params": jax.random.key(0)}, **x)["params"]
+  n_params = sum(p.size for p in jax.tree_util.tree_leaves(params))
+
+  forward = jax.jit(lambda p, x: model.apply({"params": p}, **x)[0])
+  start = time.perf_counter()
+  compiled = forward.lower(params, x).compile()
+  compile_s = time.perf_counter() - start
+  mem = compiled.memory_analysis()
+  compiled(params, x).block_until_ready()
+  times = []
+  for _ in range(args.repeats):
+    start = time.perf_counter()
+    compiled(params, x).block_until_ready()
+    times.append(time.perf_counter() - start)
+  peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+  print(f"backend            {jax.default_backend()} ({jax.device_count()} device(s))")
+  print(f"input              {args.seconds:g} s audio, T={t} frames, F={f} feature frames, "
+        f"V={assets.num_vertices}, faces={assets.num_faces}")
+  print(f"parameters         {n_params:,} ({n_params - assets.num_faces:,} without the "
+        f"{assets.num_faces:,} face logits)")
+  print(f"compile            {compile_s:.2f} s")
+  print(f"forward            {np.median(times) * 1000:.1f} ms median of {args.repeats} "
+        f"(min {min(times) * 1000:.1f} ms), {args.seconds / np.median(times):.1f}x real time")
+  if mem is not None:
+    print(f"XLA buffers        temp {mem.temp_size_in_bytes / 2**20:.1f} MiB, "
+          f"args {mem.argument_size_in_bytes / 2**20:.1f} MiB, "
+          f"output {mem.output_size_in_bytes / 2**20:.1f} MiB")
+  print(f"peak process RSS   {peak_rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+  main()

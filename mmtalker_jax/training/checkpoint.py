@@ -1,0 +1,109 @@
+"""Orbax checkpoints in a run's workdir, with the config saved beside the weights.
+
+<workdir>/checkpoints/<step>/{state,config}   Orbax, written atomically (async)
+<workdir>/config.json                          the run's config, for people
+<workdir>/mean_motion.npy                      the mean-motion baseline [V,3]
+<workdir>/metrics.jsonl                        one JSON object per logged step
+Kept: the latest `keep` steps plus the best by validation LVE.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
+
+from mmtalker_jax.errors import InputError
+
+CHECKPOINTS = "checkpoints"
+BEST_METRIC = "val_lve"
+
+
+def manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
+  """An async CheckpointManager over <workdir>/checkpoints."""
+  policy = pp.AnyPreservationPolicy([
+      pp.LatestN(keep),
+      pp.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=True, n=1,
+               keep_checkpoints_without_metrics=False)])
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=policy, enable_async_checkpointing=not read_only,
+      read_only=read_only, create=not read_only)
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS),
+                               options=options, item_names=("state", "config", "meta"))
+
+
+def save(mngr: ocp.CheckpointManager, step: int, state, config: ml_collections.ConfigDict,
+         meta: dict, metrics: dict | None = None) -> None:
+  """Saves `state` with the config and `meta` (mesh sizes, style names) beside it."""
+  mngr.save(step, args=ocp.args.Composite(
+      state=ocp.args.StandardSave(state),
+      config=ocp.args.JsonSave(json.loads(config.to_json_best_effort())),
+      meta=ocp.args.JsonSave(meta)), metrics=metrics)
+
+
+def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state):
+  """Restores the TrainState of `step` onto the shardings of `abstract_state`."""
+  out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+  return out["state"]
+
+
+def read_config(mngr: ocp.CheckpointManager, step: int) -> tuple[ml_collections.ConfigDict, dict]:
+  """(config, meta) saved with `step`."""
+  out = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore(),
+                                                   meta=ocp.args.JsonRestore()))
+  return ml_collections.ConfigDict(out["config"]), dict(out["meta"])
+
+
+def best_step(mngr: ocp.CheckpointManager) -> int | None:
+  """The step with the lowest validation LVE, or None when no step has one."""
+  scored = []
+  for step in mngr.all_steps():
+    m = mngr.metrics(step)
+    if m and BEST_METRIC in m:
+      scored.append((m[BEST_METRIC], step))
+  return min(scored)[1] if scored else None
+
+
+def resolve(path: str) -> tuple[str, int | None]:
+  """--ckpt PATH -> (workdir, step); step None = the workdir's best, else latest.
+
+  Accepts a workdir, its checkpoints/ folder, or one step's folder.
+
+  Raises:
+    InputError: for a missing folder or one that holds no checkpoint.
+  """
+  path = os.path.abspath(os.path.expanduser(path)).rstrip("/")
+  if not os.path.exists(path):
+    raise InputError(path, "checkpoint folder not found")
+  if not os.path.isdir(path):
+    raise InputError(path, "not a folder: pass a run's workdir or one step's folder")
+  name = os.path.basename(path)
+  parent = os.path.dirname(path)
+  if name.isdigit() and os.path.basename(parent) == CHECKPOINTS:
+    return os.path.dirname(parent), int(name)
+  if name == CHECKPOINTS:
+    return parent, None
+  if os.path.isdir(os.path.join(path, CHECKPOINTS)):
+    return path, None
+  raise InputError(path, f"holds no {CHECKPOINTS}/ folder: pass a run's workdir "
+                   "(the --workdir of train.py) or one of its step folders")
+
+
+def open_for_reading(path: str) -> tuple[ocp.CheckpointManager, str, int]:
+  """(manager, workdir, step) for --ckpt PATH, checking the step is complete."""
+  workdir, step = resolve(path)
+  mngr = manager(workdir, keep=1, read_only=True)
+  steps = mngr.all_steps()
+  if not steps:
+    raise InputError(os.path.join(workdir, CHECKPOINTS),
+                     "holds no complete checkpoint (empty, or every save was interrupted)")
+  if step is None:
+    step = best_step(mngr)
+    step = mngr.latest_step() if step is None else step
+  elif step not in steps:
+    raise InputError(path, f"step {step} is incomplete (half-written); complete steps: "
+                     f"{sorted(steps)}")
+  return mngr, workdir, step

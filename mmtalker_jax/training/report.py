@@ -1,0 +1,43 @@
+"""The evaluation table and its JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from mmtalker_jax import fileio
+from mmtalker_jax.training.evaluation import METRICS
+
+ROWS = ("model", "static_template", "mean_motion")
+_SCALE_OF = {"lve": "lve", "eve": "eve", "fdd": "fdd", "fdd_abs": "fdd", "mve": "mve"}
+_TITLE = {"lve": "LVE", "eve": "EVE", "fdd": "FDD", "fdd_abs": "|FDD|", "mve": "MVE"}
+
+
+def scales(scale_cfg) -> dict[str, float]:
+  return {k: float(scale_cfg.get(_SCALE_OF[k], 1.0)) for k in METRICS}
+
+
+def table(result: dict, scale: dict[str, float]) -> str:
+  """The metrics of every row in the reporting scale, one line per row."""
+  head = f"{'':<16}" + "".join(
+      f"{_TITLE[k] + ' x' + _exp(scale[k]):>14}" for k in METRICS)
+  lines = [head]
+  for row in ROWS:
+    cells = "".join(f"{_fmt(result[row][k] * scale[k]):>14}" for k in METRICS)
+    lines.append(f"{row.replace('_', ' '):<16}{cells}")
+  return "\n".join(lines)
+
+
+def _exp(s: float) -> str:
+  e = -round(math.log10(s)) if s > 0 else 0
+  return f"1e{e}"
+
+
+def _fmt(v: float) -> str:
+  return "n/a" if math.isnan(v) else f"{v:.4f}"
+
+
+def write_json(path: str, result: dict, scale: dict, split: str, step: int) -> None:
+  out = {row: {k: (None if math.isnan(v) else v) for k, v in result[row].items()} for row in ROWS}
+  out.update(scale=scale, split=split, sequences=result["sequences"], step=step)
+  fileio.write_text(path, json.dumps(out, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,75 @@
+"""Everything evaluate.py and predict.py need from a checkpoint path, and nothing else."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import ml_collections
+import numpy as np
+
+from mmtalker_jax.data.corpus import Corpus
+from mmtalker_jax.errors import InputError
+from mmtalker_jax.mesh.assets import MeshAssets
+from mmtalker_jax.models.mmtalker import MMTalker, build_model
+from mmtalker_jax.training import checkpoint, sharding
+from mmtalker_jax.training.optimizer import make_optimizer
+from mmtalker_jax.training.trainer import create_state
+
+
+@dataclasses.dataclass
+class Restored:
+  """A trained model ready to predict."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  step: int
+  styles: list[str]
+  model: MMTalker
+  params: dict
+  mesh: jax.sharding.Mesh
+  mean_motion: np.ndarray | None
+
+
+def restore(ckpt: str, corpus: Corpus) -> Restored:
+  """Loads the checkpoint at `ckpt` (workdir: best, else latest; or a step folder).
+
+  Args:
+    ckpt: the --ckpt path.
+    corpus: the data to run on; its topology must match the checkpoint's.
+
+  Raises:
+    InputError: for a missing, empty or half-written checkpoint, or a corpus
+      whose mesh differs from the one the checkpoint was trained on.
+  """
+  mngr, workdir, step = checkpoint.open_for_reading(ckpt)
+  config, meta = checkpoint.read_config(mngr, step)
+  return _restore_onto(mngr, workdir, step, config, meta, corpus.assets, corpus)
+
+
+def read_run_config(ckpt: str) -> ml_collections.ConfigDict:
+  """The config saved with the checkpoint `ckpt` resolves to."""
+  mngr, _, step = checkpoint.open_for_reading(ckpt)
+  return checkpoint.read_config(mngr, step)[0]
+
+
+def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets, corpus) -> Restored:
+  if (meta["num_vertices"], meta["num_faces"]) != (assets.num_vertices, assets.num_faces):
+    raise InputError(os.path.join(workdir, checkpoint.CHECKPOINTS, str(step)),
+                     f"trained on a mesh of {meta['num_vertices']} vertices/{meta['num_faces']} "
+                     f"faces, but the data's template has {assets.num_vertices}/"
+                     f"{assets.num_faces}")
+  model = build_model(config, assets, len(meta["styles"]))
+  mesh = sharding.make_mesh()
+  abstract = jax.eval_shape(lambda k: create_state(model, make_optimizer(config.train), corpus,
+                                                   k, mesh), jax.random.key(0))
+  abstract = jax.tree_util.tree_map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)), abstract)
+  try:
+    state = checkpoint.restore_state(mngr, step, abstract)
+  except (ValueError, FileNotFoundError, KeyError) as e:
+    raise InputError(os.path.join(workdir, checkpoint.CHECKPOINTS, str(step)),
+                     f"cannot restore the weights ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+  mean_path = os.path.join(workdir, "mean_motion.npy")
+  mean_motion = np.load(mean_path) if os.path.isfile(mean_path) else None
+  return Restored(config, workdir, step, list(meta["styles"]), model, state.params, mesh, mean_motion)

@@ -1,0 +1,41 @@
+"""Trains MMTalker.
+
+  python train.py --config configs/default.py --workdir runs/synthtalk [--config.train.num_steps=500]
+
+Several hosts: pass --coordinator_address, --num_processes and --process_id on
+each (or nothing on platforms where jax.distributed discovers them).
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from mmtalker_jax.errors import exit_on_input_error
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (created; resumed if it holds a run).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of hosts.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize().")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  import jax
+  from mmtalker_jax.training import trainer
+
+  if _DISTRIBUTED.value or _COORDINATOR.value:
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  try:
+    exit_on_input_error(lambda: trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value))
+  except trainer.TrainingDiverged as e:
+    print(f"error: {e}", file=sys.stderr)
+    raise SystemExit(3) from None
+
+
+if __name__ == "__main__":
+  app.run(main)
