@@ -8,6 +8,7 @@ import os
 
 from absl import app, flags, logging
 
+from mmtalker_jax.cli import parse_flags
 from mmtalker_jax.errors import InputError, exit_on_input_error
 
 _CKPT = flags.DEFINE_string("ckpt", None, "A run's workdir (best, else latest step) or a step folder.")
@@ -61,4 +62,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

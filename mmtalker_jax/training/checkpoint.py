@@ -51,9 +51,17 @@ def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state):
 
 
 def read_config(mngr: ocp.CheckpointManager, step: int) -> tuple[ml_collections.ConfigDict, dict]:
-  """(config, meta) saved with `step`."""
-  out = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore(),
-                                                   meta=ocp.args.JsonRestore()))
+  """(config, meta) saved with `step`.
+
+  Raises:
+    InputError: naming the step folder, if it is incomplete or damaged.
+  """
+  try:
+    out = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore(),
+                                                     meta=ocp.args.JsonRestore()))
+  except (KeyError, ValueError, OSError) as e:
+    raise InputError(os.path.join(str(mngr.directory), str(step)),
+                     f"incomplete or damaged checkpoint ({str(e).splitlines()[0]})") from None
   return ml_collections.ConfigDict(out["config"]), dict(out["meta"])
 
 
@@ -61,7 +69,10 @@ def best_step(mngr: ocp.CheckpointManager) -> int | None:
   """The step with the lowest validation LVE, or None when no step has one."""
   scored = []
   for step in mngr.all_steps():
-    m = mngr.metrics(step)
+    try:
+      m = mngr.metrics(step)
+    except (KeyError, ValueError, OSError):
+      continue
     if m and BEST_METRIC in m:
       scored.append((m[BEST_METRIC], step))
   return min(scored)[1] if scored else None

@@ -1,0 +1,225 @@
+"""Training: one step, determinism, kill-and-resume, data parallelism, bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+
+from mmtalker_jax.data.corpus import Corpus
+from mmtalker_jax.data.pipeline import Batcher
+from mmtalker_jax.models.mmtalker import build_model
+from mmtalker_jax.training import checkpoint
+from mmtalker_jax.training.step import TrainState, train_step
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(script, *args, env=None, timeout=300):
+  return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
+                        capture_output=True, text=True, timeout=timeout,
+                        env={**os.environ, **(env or {})})
+
+
+def train_args(workdir, root, steps=40, every=20):
+  return ["--config", "configs/tiny.py", "--workdir", str(workdir),
+          f"--config.data.root={root}", f"--config.train.num_steps={steps}",
+          f"--config.train.eval_every={every}", "--config.train.log_every=10"]
+
+
+def test_one_train_step_on_made_up_data(tiny_config, data_cfg):
+  corpus = Corpus(data_cfg)
+  batch = next(Batcher(corpus, "train", 2, data_cfg.bucket_frames, train=True).epoch(0))
+  batch["vertices"] = batch["vertices"] + np.random.default_rng(0).normal(
+      0, 1e-3, batch["vertices"].shape).astype(np.float32)
+  model = build_model(tiny_config, corpus.assets, len(corpus.train_subjects))
+  x = [batch[k] for k in ("audio", "template", "style", "frame_mask")]
+  params = jax.jit(model.init)({"params": jax.random.key(0)}, *x)["params"]
+  optimizer = optax.adam(1e-3)
+  state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  step = jax.jit(lambda s, b: train_step(s, b, jax.random.key(0), model=model,
+                                         optimizer=optimizer, loss_cfg=tiny_config.loss,
+                                         num_points=32))
+  new, metrics = step(state, batch)
+  assert int(new.step) == 1 and np.isfinite(float(metrics["loss"]))
+  # The output layer starts at zero, so step 1 moves it and the sampling logits...
+  assert jnp.any(new.params["regressor"]["out"]["kernel"] != params["regressor"]["out"]["kernel"])
+  assert jnp.any(new.params["face_logits"] != params["face_logits"])
+  # ...and from step 2 on every parameter learns.
+  new, _ = step(new, batch)
+  changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), params, new.params)
+  assert all(jax.tree_util.tree_leaves(changed)), changed
+
+
+def test_same_seed_same_metrics_and_kill_resume_matches(tmp_path, tiny_corpus_root):
+  """Two runs agree exactly; a run SIGKILLed after a checkpoint resumes to the same end."""
+  a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+  steps, every = 100, 20
+  assert cli("train.py", *train_args(a, tiny_corpus_root, steps, every)).returncode == 0
+  assert cli("train.py", *train_args(b, tiny_corpus_root, steps, every)).returncode == 0
+  log_a = (a / "metrics.jsonl").read_text()
+  assert log_a == (b / "metrics.jsonl").read_text()
+  assert len(log_a.splitlines()) == steps // 10 + steps // every
+
+  proc = subprocess.Popen([sys.executable, "train.py", *train_args(c, tiny_corpus_root, steps, every)],
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while not (c / "checkpoints" / str(every)).is_dir() and time.time() < deadline:
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  killed_at = sorted(int(p) for p in os.listdir(c / "checkpoints") if p.isdigit())
+  assert killed_at and killed_at[-1] < steps, "the run finished before it could be killed"
+  assert cli("train.py", *train_args(c, tiny_corpus_root, steps, every)).returncode == 0
+  assert (c / "metrics.jsonl").read_text() == log_a
+  params = []
+  for run in (a, c):
+    mngr = checkpoint.manager(str(run), 1, read_only=True)
+    restored = mngr.restore(steps, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    params.append(restored["state"]["params"])
+  for x, y in zip(jax.tree_util.tree_leaves(params[0]), jax.tree_util.tree_leaves(params[1])):
+    np.testing.assert_array_equal(x, y)
+
+
+DATA_PARALLEL = textwrap.dedent("""
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    sys.path.insert(0, {root!r})
+    from configs import tiny
+    from mmtalker_jax.data.corpus import Corpus
+    from mmtalker_jax.data.pipeline import Batcher
+    from mmtalker_jax.models.mmtalker import build_model
+    from mmtalker_jax.training.step import compute_losses
+    assert jax.device_count() == 8
+    cfg = tiny.get_config()
+    cfg.data.root = {corpus!r}
+    cfg.data.cache_dir = {cache!r}
+    corpus = Corpus(cfg.data)
+    batch = next(Batcher(corpus, "train", 8, cfg.data.bucket_frames, train=True).epoch(0))
+    model = build_model(cfg, corpus.assets, len(corpus.train_subjects))
+    x = [batch[k] for k in ("audio", "template", "style", "frame_mask")]
+    params = jax.jit(model.init)({{"params": jax.random.key(0)}}, *x)["params"]
+    def loss_and_grad(devices):
+      mesh = Mesh(np.asarray(devices), ("data",))
+      data = {{k: jax.device_put(v, NamedSharding(mesh, P("data"))) for k, v in batch.items()}}
+      p = jax.device_put(params, NamedSharding(mesh, P()))
+      fn = jax.jit(jax.value_and_grad(lambda p, b: compute_losses(
+          p, model, b, jax.random.key(3), cfg.loss, 64)[0]))
+      loss, grads = fn(p, data)
+      assert len(data["audio"].sharding.device_set) == len(devices)
+      return float(loss), jax.tree_util.tree_leaves(jax.device_get(grads))
+    l8, g8 = loss_and_grad(jax.devices())
+    l1, g1 = loss_and_grad(jax.devices()[:1])
+    rel = max(float(np.abs(a - b).max() / (np.abs(b).max() + 1e-12)) for a, b in zip(g8, g1))
+    hosts = [Batcher(corpus, "train", 8, cfg.data.bucket_frames, train=True, process_index=p,
+                     process_count=4) for p in range(4)]
+    rows = [next(h.epoch(0))["seq_index"].tolist() for h in hosts]
+    print(json.dumps({{"l8": l8, "l1": l1, "rel": rel, "rows": rows,
+                      "global": batch["seq_index"].tolist()}}))
+""")
+
+
+def test_eight_devices_match_one_device(tmp_path, tiny_corpus_root):
+  script = tmp_path / "dp.py"
+  script.write_text(DATA_PARALLEL.format(root=ROOT, corpus=tiny_corpus_root,
+                                         cache=str(tmp_path / "cache")))
+  proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT,
+                        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
+                        timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  # Same global batch: the loss agrees to float32 rounding, the gradients to 1e-4 relative.
+  assert out["l8"] == pytest.approx(out["l1"], rel=1e-5)
+  assert out["rel"] < 1e-4
+  # Four hosts read four distinct quarters that make up the global batch.
+  flat = [i for rows in out["rows"] for i in rows]
+  assert flat == out["global"]
+  assert all(len(r) == 2 for r in out["rows"])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, tiny_corpus_root):
+  workdir = tmp_path_factory.mktemp("run")
+  proc = cli("train.py", *train_args(workdir, tiny_corpus_root, 20, 10))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return workdir
+
+
+def test_evaluate_prints_table_and_writes_json_and_predictions(trained_run, tmp_path):
+  out = tmp_path / "results.json"
+  proc = cli("evaluate.py", "--ckpt", str(trained_run), "--split", "val", "--out", str(out),
+             "--save_pred", str(tmp_path / "pred"))
+  assert proc.returncode == 0, proc.stderr
+  assert "static template" in proc.stdout and "mean motion" in proc.stdout
+  result = json.loads(out.read_text())
+  assert set(result) == {"model", "static_template", "mean_motion", "scale", "split",
+                         "sequences", "step"}
+  assert set(result["model"]) == {"lve", "eve", "fdd", "fdd_abs", "mve"}
+  assert result["split"] == "val" and result["step"] == 20 and result["sequences"] == 2
+  preds = sorted(os.listdir(tmp_path / "pred"))
+  assert preds == ["SynthTalk_S01_sentence05_condition_SynthTalk_S01.npy",
+                   "SynthTalk_S02_sentence05_condition_SynthTalk_S02.npy"]
+  arr = np.load(tmp_path / "pred" / preds[0])
+  corpus_meta = json.loads((trained_run / "config.json").read_text())
+  assert arr.ndim == 2 and arr.shape[1] % 3 == 0 and corpus_meta["data"]["fps"] == 30.0
+  # The static baseline is exactly zero motion: its MVE is the mean displacement of the truth.
+  assert result["static_template"]["mve"] > result["model"]["mve"] * 0.5
+
+
+def _one_line_error(proc, *fragments):
+  assert proc.returncode != 0
+  assert "Traceback" not in proc.stderr
+  lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+  assert any(all(f in l for f in fragments) for l in lines), proc.stderr[-2000:]
+
+
+def test_evaluate_bad_checkpoints(trained_run, tmp_path):
+  _one_line_error(cli("evaluate.py", "--ckpt", str(tmp_path / "missing")), "not found")
+  (tmp_path / "empty").mkdir()
+  _one_line_error(cli("evaluate.py", "--ckpt", str(tmp_path / "empty")), "empty", "no checkpoints/")
+  (tmp_path / "empty" / "checkpoints").mkdir()
+  _one_line_error(cli("evaluate.py", "--ckpt", str(tmp_path / "empty")), "no complete checkpoint")
+  half = tmp_path / "half"
+  (half / "checkpoints" / "7.orbax-checkpoint-tmp").mkdir(parents=True)
+  _one_line_error(cli("evaluate.py", "--ckpt", str(half)), "no complete checkpoint")
+  _one_line_error(cli("evaluate.py", "--ckpt", str(half / "checkpoints" / "7")), "not found")
+  (half / "checkpoints" / "7").mkdir()
+  _one_line_error(cli("evaluate.py", "--ckpt", str(half / "checkpoints" / "7")),
+                  "incomplete or damaged checkpoint")
+  _one_line_error(cli("evaluate.py", "--ckpt", str(half)), "incomplete or damaged checkpoint")
+
+
+def test_evaluate_refuses_data_of_another_mesh(trained_run, tmp_path):
+  from mmtalker_jax.data.synthetic import SynthSpec, generate
+  other = tmp_path / "other"
+  generate(other, SynthSpec(num_train_subjects=2, num_unseen_subjects=1, num_sentences=6,
+                            min_seconds=1.0, max_seconds=2.0, vertex_spacing=0.09), workers=1)
+  _one_line_error(cli("evaluate.py", "--ckpt", str(trained_run), "--data", str(other)),
+                  "trained on a mesh of", "but the data's template has")
+
+
+def test_unknown_config_field_is_one_line(tmp_path, tiny_corpus_root):
+  proc = cli("train.py", *train_args(tmp_path / "w", tiny_corpus_root), "--config.train.nonsense=3")
+  _one_line_error(proc, "nonsense")
+  assert not (tmp_path / "w").exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_corpus_root):
+  workdir = tmp_path / "nan"
+  assert cli("train.py", *train_args(workdir, tiny_corpus_root, 20, 10)).returncode == 0
+  before = sorted(os.listdir(workdir / "checkpoints"))
+  proc = cli("train.py", *train_args(workdir, tiny_corpus_root, 60, 10),
+             "--config.train.learning_rate=1e30")
+  _one_line_error(proc, "loss is", "stopped without saving", "step 20")
+  assert proc.returncode == 3
+  assert sorted(os.listdir(workdir / "checkpoints")) == before
