@@ -19,7 +19,7 @@ from mmtalker_jax.data.corpus import Corpus
 from mmtalker_jax.data.pipeline import Batcher
 from mmtalker_jax.models.mmtalker import build_model
 from mmtalker_jax.training import checkpoint
-from mmtalker_jax.training.step import TrainState, train_step
+from mmtalker_jax.training.step import TrainState, compute_losses, train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,6 +58,26 @@ def test_one_train_step_on_made_up_data(tiny_config, data_cfg):
   new, _ = step(new, batch)
   changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)), params, new.params)
   assert all(jax.tree_util.tree_leaves(changed)), changed
+
+
+def test_scheduled_vertex_loss_adds_the_all_vertex_mse(tiny_config, data_cfg):
+  corpus = Corpus(data_cfg)
+  batch = next(Batcher(corpus, "train", 2, data_cfg.bucket_frames, train=True).epoch(0))
+  model = build_model(tiny_config, corpus.assets, len(corpus.train_subjects))
+  x = [batch[k] for k in ("audio", "template", "style", "frame_mask")]
+  params = jax.jit(model.init)({"params": jax.random.key(0)}, *x)["params"]
+  fn = jax.jit(lambda p: compute_losses(p, model, batch, jax.random.key(0), tiny_config.loss, 32,
+                                        with_vertex_loss=True))
+  total, parts = fn(params)
+  # At initialisation the prediction is the template: the all-vertex MSE is the
+  # mean squared true displacement over real frames, in output units.
+  truth = (batch["vertices"] - batch["template"][:, None]) / model.displacement_scale
+  expected = (np.sum(truth ** 2, -1).mean(-1) * batch["frame_mask"]).sum() / batch["frame_mask"].sum()
+  assert float(parts["vertex_mse"]) == pytest.approx(expected, rel=1e-4)
+  cfg = tiny_config.loss
+  assert float(total) == pytest.approx(cfg.point_weight * float(parts["point_mse"]) +
+                                       cfg.velocity_weight * float(parts["velocity"]) +
+                                       cfg.vertex_weight * float(parts["vertex_mse"]), rel=1e-5)
 
 
 def test_same_seed_same_metrics_and_kill_resume_matches(tmp_path, tiny_corpus_root):

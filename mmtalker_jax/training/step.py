@@ -11,7 +11,7 @@ import ml_collections
 import optax
 
 from mmtalker_jax import losses
-from mmtalker_jax.models.mmtalker import MMTalker
+from mmtalker_jax.models.mmtalker import VERTICES, MMTalker
 from mmtalker_jax.models.points import interpolate
 
 
@@ -25,14 +25,19 @@ class TrainState:
 
 def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
                    loss_cfg: ml_collections.ConfigDict, num_points: int,
-                   point_mask: jnp.ndarray | None = None) -> tuple[jnp.ndarray, dict]:
+                   point_mask: jnp.ndarray | None = None,
+                   with_vertex_loss: bool = False) -> tuple[jnp.ndarray, dict]:
   """The weighted training loss of one batch and its parts.
 
   Losses are measured in output units (displacement / displacement_scale), so
   their size does not depend on the corpus's length unit.
 
+  Args:
+    with_vertex_loss: also add the plain MSE over every vertex (weighted by
+      loss_cfg.vertex_weight); the trainer does so every loss_cfg.vertex_every steps.
+
   Returns:
-    (total loss, {'loss', 'point_mse', 'velocity'}).
+    (total loss, {'loss', 'point_mse', 'velocity'[, 'vertex_mse']}).
   """
   disp, aux = model.apply({"params": params}, batch["audio"], batch["template"],
                           batch["style"], batch["frame_mask"], points=None,
@@ -47,17 +52,24 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
       "velocity": losses.velocity_loss(pred, target, mask, aux["weights"], point_mask),
   }
   total = loss_cfg.point_weight * parts["point_mse"] + loss_cfg.velocity_weight * parts["velocity"]
+  if with_vertex_loss:
+    full, _ = model.apply({"params": params}, batch["audio"], batch["template"],
+                          batch["style"], mask, points=VERTICES)
+    truth = batch["vertices"] - batch["template"][:, None]
+    parts["vertex_mse"] = losses.vertex_mse(full * unit, truth * unit, mask)
+    total = total + loss_cfg.vertex_weight * parts["vertex_mse"]
   parts["loss"] = total
   return total, parts
 
 
 def train_step(state: TrainState, batch: dict, key: jax.Array, *, model: MMTalker,
                optimizer: optax.GradientTransformation, loss_cfg: ml_collections.ConfigDict,
-               num_points: int) -> tuple[TrainState, dict]:
+               num_points: int, with_vertex_loss: bool = False) -> tuple[TrainState, dict]:
   """One optimizer update. `key` is folded with the step for the sample stream."""
   step_key = jax.random.fold_in(key, state.step)
   grad_fn = jax.value_and_grad(compute_losses, has_aux=True)
-  (_, metrics), grads = grad_fn(state.params, model, batch, step_key, loss_cfg, num_points)
+  (_, metrics), grads = grad_fn(state.params, model, batch, step_key, loss_cfg, num_points,
+                                with_vertex_loss=with_vertex_loss)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics["grad_norm"] = optax.tree.norm(grads)

@@ -63,6 +63,17 @@ def create_state(model, optimizer, corpus: Corpus, key: jax.Array, mesh) -> Trai
   return jax.jit(init, out_shardings=sharding.replicated(mesh))(key)
 
 
+def make_train_step(model, optimizer, config: ml_collections.ConfigDict, mesh,
+                    with_vertex_loss: bool = False):
+  """The jitted data-parallel update: state replicated, batch split, state donated."""
+  repl, data_sh = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  return jax.jit(
+      functools.partial(train_step, model=model, optimizer=optimizer, loss_cfg=config.loss,
+                        num_points=int(config.train.num_points),
+                        with_vertex_loss=with_vertex_loss),
+      in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
@@ -119,11 +130,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       evaluation.mean_training_motion(corpus)
 
   # --------------------------------------------------------- update step ----
-  repl, data_sh = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  step_fn = jax.jit(
-      functools.partial(train_step, model=model, optimizer=optimizer, loss_cfg=config.loss,
-                        num_points=int(tc.num_points)),
-      in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0)
+  step_fn = make_train_step(model, optimizer, config, mesh)
+  vertex_every = int(config.loss.vertex_every)
+  vertex_step_fn = make_train_step(model, optimizer, config, mesh, with_vertex_loss=True)
   predict = evaluation.make_predict_fn(model)
   sample_key = jax.random.fold_in(root_key, 1)
   lr = learning_rate_schedule(tc)
@@ -145,7 +154,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for step in range(start + 1, tc.num_steps + 1):
     local = next(batches)
     frames += int(local["frame_mask"].sum()) * n_proc
-    state, metrics = step_fn(state, sharding.global_batch(local, mesh), sample_key)
+    use_vertex_loss = vertex_every > 0 and step % vertex_every == 0
+    state, metrics = (vertex_step_fn if use_vertex_loss else step_fn)(
+        state, sharding.global_batch(local, mesh), sample_key)
     is_eval = step % tc.eval_every == 0 or step == tc.num_steps
     if step % tc.log_every == 0 or is_eval:
       values = {k: float(v) for k, v in jax.device_get(metrics).items()}
