@@ -42,7 +42,7 @@ def main():
   mesh = sharding.make_mesh()
   model = build_model(config, corpus.assets, len(corpus.train_subjects))
   optimizer = make_optimizer(config.train)
-  state = trainer.create_state(model, optimizer, corpus, jax.random.key(0), mesh)
+  state = trainer.create_state(model, optimizer, config.data, jax.random.key(0), mesh)
   step_fn = trainer.make_train_step(model, optimizer, config, mesh)
   data = Batcher(corpus, "train", config.train.global_batch_size, config.data.bucket_frames,
                  train=True, seed=config.seed)

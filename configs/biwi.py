@@ -28,11 +28,5 @@ def get_config() -> ml_collections.ConfigDict:
   data.unseen_style = _TEST_A[0]
   data.bucket_frames = (128, 192, 256)
   config.scale = ml_collections.ConfigDict(dict(lve=1e4, eve=1e4, fdd=1e5, mve=1e3))
-  config.loss.vertex_every = 20
-  config.train.update(dict(global_batch_size=32, num_steps=50_000, num_points=1024,
-                           learning_rate=1e-3, warmup_steps=1000, eval_every=2000,
-                           log_every=100, keep_checkpoints=3))
-  config.model.update(dict(width=128, regressor_hidden=128, geometry_tokens=32,
-                           attention_window=256))
-  config.eval.batch_size = 8
+  default.size_for_accelerators(config)
   return config

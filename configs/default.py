@@ -40,6 +40,17 @@ def synthtalk_data(spec: SynthSpec, root: str) -> ml_collections.ConfigDict:
   return data
 
 
+def size_for_accelerators(config: ml_collections.ConfigDict) -> None:
+  """Batch, steps, model width and the all-vertex loss for a GPU/TPU run (in place)."""
+  config.loss.vertex_every = 20
+  config.train.update(dict(global_batch_size=32, num_steps=50_000, num_points=1024,
+                           learning_rate=1e-3, warmup_steps=1000, eval_every=2000,
+                           log_every=100, keep_checkpoints=3))
+  config.model.update(dict(width=128, regressor_hidden=128, geometry_tokens=32,
+                           attention_window=256))
+  config.eval.batch_size = 8
+
+
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
@@ -53,7 +64,7 @@ def get_config() -> ml_collections.ConfigDict:
       global_batch_size=8, num_steps=1200, num_points=256, learning_rate=2e-3,
       warmup_steps=100, end_lr_factor=0.05, weight_decay=1e-4, grad_clip=1.0,
       log_every=50, eval_every=300, keep_checkpoints=2, prefetch=2))
-  config.eval = ml_collections.ConfigDict(dict(batch_size=4))
+  config.eval = ml_collections.ConfigDict(dict(batch_size=4, render_sequences=3))
   # The plain all-vertex MSE joins every `vertex_every` steps (0: never). It costs
   # V/K times a sampled step and a second compile per bucket, so the CPU default
   # leaves it off; the accelerator configs turn it on.

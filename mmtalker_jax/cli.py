@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Callable
 
-from absl import flags
+from absl import app, flags, logging
+
+from mmtalker_jax.errors import exit_on_input_error
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -18,3 +21,14 @@ def parse_flags(argv: list[str]) -> list[str]:
     message = f"unknown config field or bad value in {overrides}: {e}"
   print(f"error: {message}", file=sys.stderr)
   raise SystemExit(2)
+
+
+def run_app(run: Callable[[], object]) -> None:
+  """Parses flags and runs `run`; user errors end in one line and exit 2."""
+
+  def main(argv):
+    del argv
+    logging.set_verbosity(logging.ERROR)  # Orbax logs every file it touches at INFO
+    exit_on_input_error(run)
+
+  app.run(main, flags_parser=parse_flags)

@@ -178,7 +178,7 @@ def trained_run(tmp_path_factory, tiny_corpus_root):
 def test_evaluate_prints_table_and_writes_json_and_predictions(trained_run, tmp_path):
   out = tmp_path / "results.json"
   proc = cli("evaluate.py", "--ckpt", str(trained_run), "--split", "val", "--out", str(out),
-             "--save_pred", str(tmp_path / "pred"))
+             "--save-pred", str(tmp_path / "pred"))
   assert proc.returncode == 0, proc.stderr
   assert "static template" in proc.stdout and "mean motion" in proc.stdout
   result = json.loads(out.read_text())

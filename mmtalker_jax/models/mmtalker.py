@@ -52,17 +52,75 @@ class MMTalker(nn.Module):
   uv_frequencies: int = 6
   sampler_temperature: float = 1.0
 
-  @nn.compact
-  def __call__(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
-               frame_mask: jnp.ndarray, points: Any = VERTICES,
-               num_points: int | None = None) -> tuple[jnp.ndarray, dict]:
-    """Predicts displacements.
+  def setup(self):
+    assets = self.assets
+    self.face_logits = self.param("face_logits", lambda _: jnp.asarray(
+        area_logits(assets.face_areas, self.sampler_temperature)))  # [F]
+    self.audio_encoder = AudioEncoder(self.width, self.audio_levels, self.conv_kernel,
+                                      self.fps, self.feature_rate)
+    self.gcn = ResidualGCN(assets.graph, assets.uv, self.width, self.gcn_blocks,
+                           self.uv_frequencies)
+    self.pool = GeometryPooling(self.geometry_tokens)
+    self.style_embedding = nn.Embed(self.num_styles, self.width)
+    self.fusion = DualCrossAttention(self.num_heads, self.attention_window, self.attention_block)
+    self.regressor = Regressor(self.regressor_hidden, self.regressor_layers, self.regressor_heads)
+
+  def encode(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
+             frame_mask: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    """Everything that does not depend on the query points.
 
     Args:
       audio: [B,F,n_mels] log-mel features (F = num_feature_frames(T)).
       template: [B,V,3] neutral faces.
       style: [B] int style index.
       frame_mask: [B,T] 1 on real frames; T sets the output length.
+
+    Returns:
+      {'motion': [B,T,D] per-frame motion, 'tokens': [B,G,D] geometry tokens,
+       'geometry': [B,V,D] per-vertex features, 'template': [B,V,3]}.
+    """
+    levels = self.audio_encoder(audio, frame_mask.shape[1])
+    geometry = self.gcn(template)
+    tokens = self.pool(geometry)
+    initial = jnp.broadcast_to(self.style_embedding(style)[:, None], levels[0].shape)
+    motion, tokens = self.fusion(levels, tokens, frame_mask, initial)
+    return {"motion": motion, "tokens": tokens, "geometry": geometry, "template": template}
+
+  def decode(self, encoded: dict[str, jnp.ndarray], face_ids: jnp.ndarray, bary: jnp.ndarray,
+             frame_mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Displacements at surface points for the frames of `encoded['motion']`.
+
+    Frames are independent here, so long sequences can be decoded in chunks
+    of encoded['motion'] (with the matching frame_mask columns).
+
+    Args:
+      encoded: `encode`'s output (motion may be a [B,Tc,D] slice).
+      face_ids: [K]; bary: [K,3].
+      frame_mask: [B,Tc].
+
+    Returns:
+      displacements [B,Tc,K,3] (zero on padded frames), template at the points [B,K,3].
+    """
+    faces = self.assets.faces
+    uv = interpolate(jnp.asarray(self.assets.uv), faces, face_ids, bary)  # [K,2]
+    point_geometry = interpolate(encoded["geometry"], faces, face_ids, bary)  # [B,K,D]
+    out = self.regressor(fourier_features(uv, self.uv_frequencies), point_geometry,
+                         encoded["motion"], encoded["tokens"])
+    displacements = out * self.displacement_scale * frame_mask[:, :, None, None]
+    return displacements, interpolate(encoded["template"], faces, face_ids, bary)
+
+  def sample_points(self, num_points: int) -> SurfaceSample:
+    """K points from the learned distribution (uses the 'sample' RNG stream)."""
+    return sample_triangles(self.face_logits, jnp.asarray(self.assets.face_areas),
+                            self.make_rng("sample"), num_points, self.sampler_temperature)
+
+  def __call__(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
+               frame_mask: jnp.ndarray, points: Any = VERTICES,
+               num_points: int | None = None) -> tuple[jnp.ndarray, dict]:
+    """Predicts displacements (`encode` then `decode`).
+
+    Args:
+      audio, template, style, frame_mask: as in `encode`.
       points: where to predict: VERTICES (every vertex), a (face_ids [K],
         bary [K,3]) pair, or None to draw `num_points` points from the learned
         distribution (needs the 'sample' RNG stream).
@@ -73,38 +131,16 @@ class MMTalker(nn.Module):
       'face_ids' [K], 'bary' [K,3], 'weights' [K] (importance weights; ones
       unless sampled) and 'template' [B,K,3] (the neutral face at the points).
     """
-    assets = self.assets
-    num_frames = frame_mask.shape[1]
-    logits = self.param("face_logits", lambda _: jnp.asarray(
-        area_logits(assets.face_areas, self.sampler_temperature)))  # [F]
     if points is None:
-      sample = sample_triangles(logits, jnp.asarray(assets.face_areas), self.make_rng("sample"),
-                                num_points, self.sampler_temperature)
+      sample = self.sample_points(num_points)
     else:
-      face_ids, bary = assets.vertex_points() if _is_vertices(points) else points
+      face_ids, bary = self.assets.vertex_points() if _is_vertices(points) else points
       sample = SurfaceSample(jnp.asarray(face_ids), jnp.asarray(bary),
                              jnp.ones(jnp.shape(face_ids), jnp.float32))
-
-    levels = AudioEncoder(self.width, self.audio_levels, self.conv_kernel, self.fps,
-                          self.feature_rate, name="audio_encoder")(audio, num_frames)
-    geometry = ResidualGCN(assets.graph, assets.uv, self.width, self.gcn_blocks,
-                           self.uv_frequencies, name="gcn")(template)  # [B,V,D]
-    tokens = GeometryPooling(self.geometry_tokens, name="pool")(geometry)
-    style_code = nn.Embed(self.num_styles, self.width, name="style")(style)  # [B,D]
-    initial = jnp.broadcast_to(style_code[:, None], levels[0].shape)
-    motion, tokens = DualCrossAttention(self.num_heads, self.attention_window,
-                                        self.attention_block, name="fusion")(
-                                            levels, tokens, frame_mask, initial)
-
-    faces = assets.faces
-    uv = interpolate(jnp.asarray(assets.uv), faces, sample.face_ids, sample.bary)  # [K,2]
-    point_geometry = interpolate(geometry, faces, sample.face_ids, sample.bary)  # [B,K,D]
-    out = Regressor(self.regressor_hidden, self.regressor_layers, self.regressor_heads,
-                    name="regressor")(fourier_features(uv, self.uv_frequencies),
-                                      point_geometry, motion, tokens)
-    displacements = out * self.displacement_scale * frame_mask[:, :, None, None]
+    encoded = self.encode(audio, template, style, frame_mask)
+    displacements, at_points = self.decode(encoded, sample.face_ids, sample.bary, frame_mask)
     aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
-           "template": interpolate(template, faces, sample.face_ids, sample.bary)}
+           "template": at_points}
     return displacements, aux
 
 

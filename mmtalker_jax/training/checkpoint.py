@@ -3,6 +3,8 @@
 <workdir>/checkpoints/<step>/{state,config}   Orbax, written atomically (async)
 <workdir>/config.json                          the run's config, for people
 <workdir>/mean_motion.npy                      the mean-motion baseline [V,3]
+<workdir>/mesh/                                topology, UVs, regions and the training
+                                               subjects' templates: predict.py needs no corpus
 <workdir>/metrics.jsonl                        one JSON object per logged step
 Kept: the latest `keep` steps plus the best by validation LVE.
 """
@@ -13,10 +15,14 @@ import json
 import os
 
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
 
+from mmtalker_jax import fileio
 from mmtalker_jax.errors import InputError
+from mmtalker_jax.mesh import io as mesh_io
+from mmtalker_jax.mesh.assets import MeshAssets, build_mesh_assets
 
 CHECKPOINTS = "checkpoints"
 BEST_METRIC = "val_lve"
@@ -118,3 +124,30 @@ def open_for_reading(path: str) -> tuple[ocp.CheckpointManager, str, int]:
     raise InputError(path, f"step {step} is incomplete (half-written); complete steps: "
                      f"{sorted(steps)}")
   return mngr, workdir, step
+
+
+def save_mesh(workdir: str, assets: MeshAssets, templates: dict[str, np.ndarray]) -> None:
+  """Writes <workdir>/mesh/{template.obj, regions.json, templates.npz}."""
+  folder = os.path.join(workdir, "mesh")
+  mesh_io.write_obj(os.path.join(folder, "template.obj"), assets.vertices, assets.faces, assets.uv)
+  fileio.write_text(os.path.join(folder, "regions.json"),
+                    json.dumps({k: v.tolist() for k, v in assets.regions.items()}))
+  with fileio.atomic_path(os.path.join(folder, "templates.npz")) as tmp:
+    np.savez(tmp, **templates)
+
+
+def load_mesh(workdir: str) -> tuple[MeshAssets, dict[str, np.ndarray]]:
+  """The MeshAssets and subject templates `save_mesh` wrote.
+
+  Raises:
+    InputError: if the run has no mesh folder (not a complete training run).
+  """
+  folder = os.path.join(workdir, "mesh")
+  if not os.path.isfile(os.path.join(folder, "templates.npz")):
+    raise InputError(folder, "missing: the run's mesh assets were never written")
+  raw = mesh_io.read_mesh(os.path.join(folder, "template.obj"))
+  with open(os.path.join(folder, "regions.json"), encoding="utf-8") as f:
+    regions = {k: np.asarray(v, np.int32) for k, v in json.load(f).items()}
+  with np.load(os.path.join(folder, "templates.npz")) as z:
+    templates = {k: z[k] for k in z.files}
+  return build_mesh_assets(raw.vertices, raw.faces, raw.uv, regions, source=folder), templates

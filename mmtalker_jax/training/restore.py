@@ -9,7 +9,6 @@ import jax
 import ml_collections
 import numpy as np
 
-from mmtalker_jax.data.corpus import Corpus
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.mesh.assets import MeshAssets
 from mmtalker_jax.models.mmtalker import MMTalker, build_model
@@ -29,22 +28,29 @@ class Restored:
   params: dict
   mesh: jax.sharding.Mesh
   mean_motion: np.ndarray | None
+  templates: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
-def restore(ckpt: str, corpus: Corpus) -> Restored:
+def restore(ckpt: str, assets: MeshAssets | None = None) -> Restored:
   """Loads the checkpoint at `ckpt` (workdir: best, else latest; or a step folder).
 
   Args:
     ckpt: the --ckpt path.
-    corpus: the data to run on; its topology must match the checkpoint's.
+    assets: the mesh to run on (a corpus's); its topology must match the
+      checkpoint's. None: the run's own (<workdir>/mesh).
 
   Raises:
-    InputError: for a missing, empty or half-written checkpoint, or a corpus
-      whose mesh differs from the one the checkpoint was trained on.
+    InputError: for a missing, empty or half-written checkpoint, or a mesh
+      that differs from the one the checkpoint was trained on.
   """
   mngr, workdir, step = checkpoint.open_for_reading(ckpt)
   config, meta = checkpoint.read_config(mngr, step)
-  return _restore_onto(mngr, workdir, step, config, meta, corpus.assets, corpus)
+  templates = {}
+  if assets is None:
+    assets, templates = checkpoint.load_mesh(workdir)
+  restored = _restore_onto(mngr, workdir, step, config, meta, assets)
+  restored.templates = templates
+  return restored
 
 
 def read_run_config(ckpt: str) -> ml_collections.ConfigDict:
@@ -53,7 +59,7 @@ def read_run_config(ckpt: str) -> ml_collections.ConfigDict:
   return checkpoint.read_config(mngr, step)[0]
 
 
-def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets, corpus) -> Restored:
+def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets) -> Restored:
   if (meta["num_vertices"], meta["num_faces"]) != (assets.num_vertices, assets.num_faces):
     raise InputError(os.path.join(workdir, checkpoint.CHECKPOINTS, str(step)),
                      f"trained on a mesh of {meta['num_vertices']} vertices/{meta['num_faces']} "
@@ -61,8 +67,8 @@ def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets, corpus)
                      f"{assets.num_faces}")
   model = build_model(config, assets, len(meta["styles"]))
   mesh = sharding.make_mesh()
-  abstract = jax.eval_shape(lambda k: create_state(model, make_optimizer(config.train), corpus,
-                                                   k, mesh), jax.random.key(0))
+  abstract = jax.eval_shape(lambda k: create_state(model, make_optimizer(config.train),
+                                                   config.data, k, mesh), jax.random.key(0))
   abstract = jax.tree_util.tree_map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)), abstract)
   try:
@@ -72,4 +78,5 @@ def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets, corpus)
                      f"cannot restore the weights ({type(e).__name__}: {str(e).splitlines()[0]})") from None
   mean_path = os.path.join(workdir, "mean_motion.npy")
   mean_motion = np.load(mean_path) if os.path.isfile(mean_path) else None
-  return Restored(config, workdir, step, list(meta["styles"]), model, state.params, mesh, mean_motion)
+  return Restored(config, workdir, step, list(meta["styles"]), model, state.params, mesh,
+                  mean_motion)

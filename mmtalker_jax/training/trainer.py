@@ -42,19 +42,20 @@ def ensure_corpus(data_cfg: ml_collections.ConfigDict) -> None:
     multihost_utils.sync_global_devices("synthtalk")
 
 
-def example_inputs(corpus: Corpus, batch_size: int, num_frames: int) -> dict:
+def example_inputs(model, data_cfg: ml_collections.ConfigDict, batch_size: int,
+                   num_frames: int) -> dict:
   """Zero inputs of the model's batch shapes (for init and abstract restores)."""
-  cfg = corpus.cfg
-  f = audio_lib.num_feature_frames(num_frames, corpus.fps, float(cfg.features.feature_rate))
-  return {"audio": np.zeros((batch_size, f, int(cfg.features.n_mels)), np.float32),
-          "template": np.repeat(corpus.assets.vertices[None], batch_size, 0),
+  f = audio_lib.num_feature_frames(num_frames, model.fps, model.feature_rate)
+  return {"audio": np.zeros((batch_size, f, int(data_cfg.features.n_mels)), np.float32),
+          "template": np.repeat(model.assets.vertices[None], batch_size, 0),
           "style": np.zeros((batch_size,), np.int32),
           "frame_mask": np.ones((batch_size, num_frames), np.float32)}
 
 
-def create_state(model, optimizer, corpus: Corpus, key: jax.Array, mesh) -> TrainState:
+def create_state(model, optimizer, data_cfg: ml_collections.ConfigDict, key: jax.Array,
+                 mesh) -> TrainState:
   """Initialises parameters and optimizer state directly onto their shardings."""
-  x = example_inputs(corpus, 1, min(corpus.cfg.bucket_frames))
+  x = example_inputs(model, data_cfg, 1, min(data_cfg.bucket_frames))
 
   def init(key):
     params = model.init({"params": key}, *(x[k] for k in evaluation.INPUTS))["params"]
@@ -108,7 +109,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   model = build_model(config, corpus.assets, len(corpus.train_subjects))
   optimizer = make_optimizer(tc)
   root_key = jax.random.key(config.seed)
-  state = create_state(model, optimizer, corpus, jax.random.fold_in(root_key, 0), mesh)
+  state = create_state(model, optimizer, config.data, jax.random.fold_in(root_key, 0), mesh)
   n_params = sum(p.size for p in jax.tree_util.tree_leaves(state.params))
   meta = {"num_vertices": corpus.assets.num_vertices, "num_faces": corpus.assets.num_faces,
           "styles": corpus.train_subjects}
@@ -122,6 +123,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if proc == 0:
     log.truncate_after(start)
     fileio.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+    checkpoint.save_mesh(workdir, corpus.assets,
+                         {s: corpus.templates[s] for s in corpus.train_subjects})
   mean_motion_path = os.path.join(workdir, "mean_motion.npy")
   if not os.path.isfile(mean_motion_path) and proc == 0:
     with fileio.atomic_path(mean_motion_path) as tmp:

@@ -52,7 +52,7 @@ def _rasterize(px, py, pz, faces, colours, shade, image, depth):  # pragma: no c
 
 def render(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray | None = None,
            size: int = 512, bounds: tuple[np.ndarray, np.ndarray] | None = None,
-           background: float = 1.0) -> np.ndarray:
+           background: float = 1.0, shade: bool = True) -> np.ndarray:
   """Renders a front view of a mesh.
 
   Args:
@@ -63,6 +63,7 @@ def render(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray | None =
     bounds: (lo [3], hi [3]) box framed by the view; default the mesh's own.
       Pass the same box for every frame of an animation.
     background: grey level of empty pixels.
+    shade: light the surface; False paints the colours flat (for 2-D plots).
 
   Returns:
     [size,size,3] uint8 image.
@@ -77,11 +78,14 @@ def render(vertices: np.ndarray, faces: np.ndarray, colours: np.ndarray | None =
   px = (vertices[:, 0] - centre[0]) / extent * size + size / 2
   py = size / 2 - (vertices[:, 1] - centre[1]) / extent * size
   light = np.array([0.3, 0.4, 1.0]) / np.linalg.norm([0.3, 0.4, 1.0])
-  shade = 0.3 + 0.7 * np.clip(vertex_normals(vertices, faces) @ light, 0.0, 1.0)
+  if shade:
+    lighting = 0.3 + 0.7 * np.clip(vertex_normals(vertices, faces) @ light, 0.0, 1.0)
+  else:
+    lighting = np.ones(len(vertices))
   image = np.full((size, size, 3), background, np.float64)
   depth = np.full((size, size), -np.inf)
   _rasterize(px, py, vertices[:, 2].copy(), faces, np.asarray(colours, np.float64),
-             shade.astype(np.float64), image, depth)
+             lighting.astype(np.float64), image, depth)
   return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 

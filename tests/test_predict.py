@@ -1,0 +1,183 @@
+"""predict.py and pictures: frame counts, OBJ/MP4 outputs, subdivision, renders, bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import imageio_ffmpeg
+import numpy as np
+import pytest
+import soundfile as sf
+import trimesh
+
+from mmtalker_jax.inference.predictor import Predictor, num_frames_for
+from mmtalker_jax.inference.subdivide import subdivide
+from mmtalker_jax.training.restore import restore
+from mmtalker_jax.viz import raster
+from tests.meshes import disk_mesh
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, timeout=300):
+  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, tiny_corpus_root):
+  workdir = tmp_path_factory.mktemp("predict_run")
+  proc = cli("train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
+             f"--config.data.root={tiny_corpus_root}", "--config.train.num_steps=20",
+             "--config.train.eval_every=20")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def speech(tiny_corpus_root):
+  wav = sorted(os.listdir(os.path.join(tiny_corpus_root, "wav")))[0]
+  return os.path.join(tiny_corpus_root, "wav", wav)
+
+
+def test_frame_count_is_duration_times_fps_rounded_half_up():
+  assert num_frames_for(16000, 16000, 30.0) == 30
+  assert num_frames_for(16000 + 266, 16000, 30.0) == 30   # 30.4975 frames
+  assert num_frames_for(16000 + 267, 16000, 30.0) == 31   # 30.5006 frames
+  assert num_frames_for(16000, 16000, 25.0) == 25
+  with pytest.raises(ValueError, match="shorter than one frame"):
+    num_frames_for(500, 16000, 30.0)
+
+
+def test_subdivision_keeps_vertices_and_puts_new_ones_on_the_surface():
+  verts, faces = disk_mesh(80)
+  sub = subdivide(faces, 2)
+  assert len(sub.faces) == 16 * len(faces)
+  edges = len(np.unique(np.sort(np.concatenate([faces[:, :2], faces[:, 1:], faces[:, ::2]]), 1), axis=0))
+  assert len(sub.face_ids) == 80 + edges + (edges * 2 + 3 * len(faces))  # V + E, then V' + E'
+  pos = np.einsum("kj,kjc->kc", sub.bary, verts[faces[sub.face_ids]])
+  np.testing.assert_allclose(pos[:80], verts, atol=1e-6)
+  # The subdivided surface is the same surface: its area is unchanged.
+  area = lambda v, f: trimesh.Trimesh(v, f, process=False).area
+  assert area(pos, sub.faces) == pytest.approx(area(verts, faces), rel=1e-5)
+  assert (sub.bary >= -1e-7).all() and np.allclose(sub.bary.sum(1), 1)
+
+
+def test_predict_writes_npy_objs_and_video_with_sound(run_dir, speech, tmp_path):
+  out, objs, mp4 = tmp_path / "a.npy", tmp_path / "objs", tmp_path / "a.mp4"
+  proc = cli("predict.py", "--ckpt", str(run_dir), "--audio", speech, "--out", str(out),
+             "--obj-dir", str(objs), "--video", str(mp4), "--style", "SynthTalk_S02")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  audio, sr = sf.read(speech)
+  frames = np.load(out)
+  t = num_frames_for(len(audio), sr, 30.0)
+  restored = restore(str(run_dir))
+  assets = restored.model.assets
+  assert frames.shape == (t, assets.num_vertices, 3) and np.isfinite(frames).all()
+  names = sorted(os.listdir(objs))
+  assert len(names) == t
+  mesh = trimesh.load(objs / names[3], process=False, maintain_order=True)
+  np.testing.assert_array_equal(mesh.faces, assets.faces)
+  np.testing.assert_allclose(mesh.vertices, frames[3], atol=1e-5)
+  np.testing.assert_allclose(mesh.visual.uv, assets.uv, atol=1e-5)
+  n_video, _ = imageio_ffmpeg.count_frames_and_secs(str(mp4))
+  assert n_video == t
+  probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(mp4)],
+                         capture_output=True, text=True)
+  assert "Audio:" in probe.stderr and "Video:" in probe.stderr
+
+
+def test_subdivided_output_agrees_with_base_at_original_vertices(run_dir, speech, tmp_path):
+  base, fine = tmp_path / "base.npy", tmp_path / "fine.npy"
+  assert cli("predict.py", "--ckpt", str(run_dir), "--audio", speech, "--out", str(base)).returncode == 0
+  proc = cli("predict.py", "--ckpt", str(run_dir), "--audio", speech, "--out", str(fine),
+             "--subdivide", "1")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  a, b = np.load(base), np.load(fine)
+  faces = restore(str(run_dir)).model.assets.faces
+  assert b.shape[1] == len(subdivide(faces, 1).face_ids) > a.shape[1]
+  np.testing.assert_allclose(b[:, :a.shape[1]], a, atol=1e-6)
+
+
+def test_long_audio_is_linear_and_chunking_leaves_no_seam(run_dir, speech):
+  restored = restore(str(run_dir))
+  audio, _ = sf.read(speech, dtype="float32")
+  long = np.tile(audio, 20)  # ~30 s
+  small = Predictor(restored, chunk_frames=16, length_bucket=64).animate(long)
+  large = Predictor(restored, chunk_frames=256, length_bucket=64).animate(long)
+  np.testing.assert_allclose(small, large, atol=1e-6)
+  assert len(small) == num_frames_for(len(long), 16000, 30.0)
+
+
+def test_silence_gives_a_near_neutral_face(run_dir):
+  restored = restore(str(run_dir))
+  predictor = Predictor(restored)
+  frames = predictor.animate(np.zeros(32000, np.float32), "SynthTalk_S01")
+  template = predictor.template("SynthTalk_S01")
+  # Within a millimetre of the neutral face (SynthTalk lips move up to ~10 mm).
+  assert np.abs(frames - template).max() < 1e-3
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: p.write_bytes(b"definitely not audio" * 40), "not a readable audio file"),
+    (lambda p: sf.write(p, np.zeros(100, np.float32), 16000), "shorter than one frame"),
+])
+def test_bad_audio_is_one_line_and_writes_nothing(run_dir, tmp_path, make, message):
+  bad = tmp_path / "bad.wav"
+  make(bad)
+  out = tmp_path / "out.npy"
+  proc = cli("predict.py", "--ckpt", str(run_dir), "--audio", str(bad), "--out", str(out),
+             "--video", str(tmp_path / "v.mp4"))
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert message in proc.stderr and "bad.wav" in proc.stderr
+  assert sorted(os.listdir(tmp_path)) == ["bad.wav"]
+
+
+def test_unknown_style_lists_the_known_ones(run_dir, speech, tmp_path):
+  proc = cli("predict.py", "--ckpt", str(run_dir), "--audio", speech, "--style", "Nobody",
+             "--out", str(tmp_path / "x.npy"))
+  assert proc.returncode == 2
+  assert "unknown style 'Nobody'; known styles: SynthTalk_S01, SynthTalk_S02" in proc.stderr
+  assert not (tmp_path / "x.npy").exists()
+
+
+def test_unwritable_output_fails_before_any_work(run_dir, speech, tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("x")
+  proc = cli("predict.py", "--ckpt", str(run_dir), "--audio", speech,
+             "--out", str(blocker / "sub" / "a.npy"))
+  assert proc.returncode == 2 and "cannot write here" in proc.stderr
+
+
+def test_render_shows_the_face_where_it_is():
+  verts, faces = disk_mesh(200)
+  image = raster.render(verts, faces, size=64)
+  assert image.shape == (64, 64, 3)
+  # The disk fills the middle and leaves the corners white.
+  assert (image[32, 32] < 250).all() and (image[0, 0] == 255).all()
+  shifted = raster.render(verts, faces, size=64, bounds=(verts.min(0) - [0.5, 0, 0],
+                                                        verts.max(0) + [0.5, 0, 0]))
+  assert (shifted != image).any()
+
+
+def test_density_and_curves_pictures(run_dir, tmp_path):
+  png = tmp_path / "density.png"
+  proc = cli("-m", "mmtalker_jax.viz.density", "--ckpt", str(run_dir), "--out", str(png))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  from PIL import Image
+  image = np.asarray(Image.open(png))
+  assert image.shape == (512, 1024, 3) and image.std() > 10
+  curves = tmp_path / "curves.png"
+  proc = cli("-m", "mmtalker_jax.viz.curves", "--workdir", str(run_dir), "--out", str(curves))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert Image.open(curves).size[0] > 500
+
+
+def test_evaluate_renders_comparisons(run_dir, tmp_path):
+  proc = cli("evaluate.py", "--ckpt", str(run_dir), "--split", "val", "--render", str(tmp_path / "r"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  videos = sorted(os.listdir(tmp_path / "r"))
+  assert len(videos) == 2 and all(v.endswith(".mp4") for v in videos)
+  n, _ = imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "r" / videos[0]))
+  assert n > 10
