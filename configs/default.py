@@ -46,8 +46,8 @@ def size_for_accelerators(config: ml_collections.ConfigDict) -> None:
   config.train.update(dict(global_batch_size=32, num_steps=50_000, num_points=1024,
                            learning_rate=1e-3, warmup_steps=1000, eval_every=2000,
                            log_every=100, keep_checkpoints=3))
-  config.model.update(dict(width=128, regressor_hidden=128, geometry_tokens=32,
-                           attention_window=256))
+  config.model.update(dict(width=128, regressor_hidden=128, regressor_layers=2,
+                           geometry_tokens=32, attention_window=256))
   config.eval.batch_size = 8
 
 
@@ -58,13 +58,17 @@ def get_config() -> ml_collections.ConfigDict:
   # Reporting scales: metrics are printed times these (VOCASET's convention).
   config.model = ml_collections.ConfigDict(dict(
       width=64, audio_levels=3, conv_kernel=5, gcn_blocks=4, geometry_tokens=16,
-      num_heads=4, attention_window=192, attention_block=64, regressor_hidden=64,
-      regressor_layers=2, regressor_heads=4, uv_frequencies=6, sampler_temperature=1.0))
+      num_heads=4, attention_window=192, attention_block=64, regressor_hidden=48,
+      regressor_layers=1, regressor_heads=4, regressor_activation="relu", uv_frequencies=6,
+      sampler_temperature=1.0))
   config.train = ml_collections.ConfigDict(dict(
       global_batch_size=8, num_steps=1200, num_points=256, learning_rate=2e-3,
       warmup_steps=100, end_lr_factor=0.05, weight_decay=1e-4, grad_clip=1.0,
       log_every=50, eval_every=300, keep_checkpoints=2, prefetch=2))
   config.eval = ml_collections.ConfigDict(dict(batch_size=4, render_sequences=3))
+  # predict.py: frames per regressor call, and the multiple that encoder inputs
+  # are padded to (each new padded length compiles once).
+  config.predict = ml_collections.ConfigDict(dict(chunk_frames=64, length_bucket=64))
   # The plain all-vertex MSE joins every `vertex_every` steps (0: never). It costs
   # V/K times a sampled step and a second compile per bucket, so the CPU default
   # leaves it off; the accelerator configs turn it on.

@@ -20,6 +20,7 @@ import warnings
 from typing import Any, Mapping
 
 import numpy as np
+import scipy.fft
 
 from mmtalker_jax import fileio
 from mmtalker_jax.errors import InputError
@@ -96,6 +97,9 @@ def crop_stride(fps: float, feature_rate: float) -> int:
   return ratio.denominator
 
 
+_FEATURE_VERSION = 2  # bump when log_mel's numbers change, to invalidate caches
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float):
   import librosa
@@ -127,8 +131,9 @@ def log_mel(audio: np.ndarray, num_frames: int, fps: float,
                            np.zeros(win, np.float32)])
   valid = (idx >= 0) & (idx < len(audio))
   frames = np.where(valid, padded[np.clip(idx + win, 0, len(padded) - 1)], 0.0)
-  frames = frames * np.hanning(win + 2)[1:-1].astype(np.float32)
-  power = np.abs(np.fft.rfft(frames, n=n_fft, axis=1)) ** 2
+  frames = frames.astype(np.float32) * np.hanning(win + 2)[1:-1].astype(np.float32)
+  spectrum = scipy.fft.rfft(frames, n=n_fft, axis=1, workers=-1)
+  power = spectrum.real ** 2 + spectrum.imag ** 2
   basis = _mel_basis(sr, n_fft, int(params["n_mels"]), float(params["fmin"]),
                      float(params["fmax"]))
   return np.log(power.astype(np.float32) @ basis.T + 1e-6).astype(np.float32)
@@ -147,7 +152,7 @@ def cached_log_mel(path: str | os.PathLike, num_frames: int, fps: float,
     digest = hashlib.sha256(f.read())
   digest.update(json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True,
                            default=str).encode())
-  digest.update(f"{num_frames}@{fps}".encode())
+  digest.update(f"{num_frames}@{fps}|v{_FEATURE_VERSION}".encode())
   entry = os.path.join(cache_dir, digest.hexdigest()[:32] + ".npy")
   if os.path.isfile(entry):
     try:

@@ -17,7 +17,6 @@ import numpy as np
 
 from mmtalker_jax.data import audio as audio_lib
 from mmtalker_jax.errors import InputError
-from mmtalker_jax.models.points import interpolate
 from mmtalker_jax.training.restore import Restored
 
 
@@ -39,21 +38,26 @@ class Predictor:
 
   Args:
     run: the restored checkpoint (with its templates).
-    chunk_frames: frames per regressor call.
-    length_bucket: encoder inputs are padded to a multiple of this many frames.
+    chunk_frames: frames per regressor call (default: config.predict's).
+    length_bucket: encoder inputs are padded to a multiple of this many frames
+      (default: config.predict's).
   """
 
-  def __init__(self, run: Restored, chunk_frames: int = 64, length_bucket: int = 256):
+  def __init__(self, run: Restored, chunk_frames: int | None = None,
+               length_bucket: int | None = None):
+    settings = run.config.get("predict", {})
     self.run = run
     self.model = run.model
-    self.chunk = chunk_frames
-    self.bucket = length_bucket
+    self.chunk = int(chunk_frames or settings.get("chunk_frames", 64))
+    self.bucket = int(length_bucket or settings.get("length_bucket", 64))
     self.features = dict(run.config.data.features)
     self.fps = float(run.config.data.fps)
     model = self.model
     self._encode = jax.jit(lambda p, *x: model.apply({"params": p}, *x, method=model.encode))
-    self._decode = jax.jit(lambda p, enc, f, b, m: model.apply(
-        {"params": p}, enc, f, b, m, method=model.decode)[0])
+    self._points = jax.jit(lambda p, enc, f, b: model.apply(
+        {"params": p}, enc, f, b, method=model.encode_points))
+    self._frames = jax.jit(lambda p, pts, motion, m: model.apply(
+        {"params": p}, pts, motion, m, method=model.decode_frames))
 
   @property
   def styles(self) -> list[str]:
@@ -106,9 +110,8 @@ class Predictor:
     face_ids, bary = jnp.asarray(points[0]), jnp.asarray(points[1])
     params = self.run.params
     encoded = self._encode(params, mel, template[None].astype(np.float32), style_id, mask)
-    rest = {k: v for k, v in encoded.items() if k != "motion"}
-    base = np.asarray(interpolate(jnp.asarray(template)[None], self.model.assets.faces,
-                                  face_ids, bary))[0]
+    at_points = self._points(params, encoded, face_ids, bary)
+    base = np.asarray(at_points["template"])[0]
     out = np.empty((t, len(points[0]), 3), np.float32)
     for c0 in range(0, t, self.chunk):
       c1 = min(c0 + self.chunk, t)
@@ -118,6 +121,6 @@ class Predictor:
         pad = self.chunk - motion.shape[1]
         motion = jnp.pad(motion, ((0, 0), (0, pad), (0, 0)))
         chunk_mask = np.pad(chunk_mask, ((0, 0), (0, pad)))
-      disp = self._decode(params, {**rest, "motion": motion}, face_ids, bary, chunk_mask)
+      disp = self._frames(params, at_points, motion, chunk_mask)
       out[c0:c1] = base[None] + np.asarray(disp[0, :c1 - c0])
     return out

@@ -49,6 +49,7 @@ class MMTalker(nn.Module):
   regressor_hidden: int = 64
   regressor_layers: int = 2
   regressor_heads: int = 4
+  regressor_activation: str = "gelu"
   uv_frequencies: int = 6
   sampler_temperature: float = 1.0
 
@@ -63,7 +64,8 @@ class MMTalker(nn.Module):
     self.pool = GeometryPooling(self.geometry_tokens)
     self.style_embedding = nn.Embed(self.num_styles, self.width)
     self.fusion = DualCrossAttention(self.num_heads, self.attention_window, self.attention_block)
-    self.regressor = Regressor(self.regressor_hidden, self.regressor_layers, self.regressor_heads)
+    self.regressor = Regressor(self.regressor_hidden, self.regressor_layers, self.regressor_heads,
+                               self.regressor_activation)
 
   def encode(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
              frame_mask: jnp.ndarray) -> dict[str, jnp.ndarray]:
@@ -86,28 +88,34 @@ class MMTalker(nn.Module):
     motion, tokens = self.fusion(levels, tokens, frame_mask, initial)
     return {"motion": motion, "tokens": tokens, "geometry": geometry, "template": template}
 
-  def decode(self, encoded: dict[str, jnp.ndarray], face_ids: jnp.ndarray, bary: jnp.ndarray,
-             frame_mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Displacements at surface points for the frames of `encoded['motion']`.
-
-    Frames are independent here, so long sequences can be decoded in chunks
-    of encoded['motion'] (with the matching frame_mask columns).
-
-    Args:
-      encoded: `encode`'s output (motion may be a [B,Tc,D] slice).
-      face_ids: [K]; bary: [K,3].
-      frame_mask: [B,Tc].
+  def encode_points(self, encoded: dict[str, jnp.ndarray], face_ids: jnp.ndarray,
+                    bary: jnp.ndarray) -> dict[str, jnp.ndarray]:
+    """The frame-independent part of decoding, for K points (face_ids [K], bary [K,3]).
 
     Returns:
-      displacements [B,Tc,K,3] (zero on padded frames), template at the points [B,K,3].
+      {'hidden': [B,K,H] point features, 'template': [B,K,3] neutral face at the points}.
     """
     faces = self.assets.faces
     uv = interpolate(jnp.asarray(self.assets.uv), faces, face_ids, bary)  # [K,2]
     point_geometry = interpolate(encoded["geometry"], faces, face_ids, bary)  # [B,K,D]
-    out = self.regressor(fourier_features(uv, self.uv_frequencies), point_geometry,
-                         encoded["motion"], encoded["tokens"])
-    displacements = out * self.displacement_scale * frame_mask[:, :, None, None]
-    return displacements, interpolate(encoded["template"], faces, face_ids, bary)
+    hidden = self.regressor.encode_points(fourier_features(uv, self.uv_frequencies),
+                                          point_geometry, encoded["tokens"])
+    return {"hidden": hidden, "template": interpolate(encoded["template"], faces, face_ids, bary)}
+
+  def decode_frames(self, points: dict[str, jnp.ndarray], motion: jnp.ndarray,
+                    frame_mask: jnp.ndarray) -> jnp.ndarray:
+    """Displacements [B,Tc,K,3] (zero on padded frames) for motion [B,Tc,D].
+
+    Frames are independent here, so long sequences are decoded in chunks.
+    """
+    out = self.regressor.decode_frames(points["hidden"], motion)
+    return out * self.displacement_scale * frame_mask[:, :, None, None]
+
+  def decode(self, encoded: dict[str, jnp.ndarray], face_ids: jnp.ndarray, bary: jnp.ndarray,
+             frame_mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Displacements [B,T,K,3] at K surface points, and the template there [B,K,3]."""
+    points = self.encode_points(encoded, face_ids, bary)
+    return self.decode_frames(points, encoded["motion"], frame_mask), points["template"]
 
   def sample_points(self, num_points: int) -> SurfaceSample:
     """K points from the learned distribution (uses the 'sample' RNG stream)."""
