@@ -62,9 +62,9 @@ def get_config() -> ml_collections.ConfigDict:
       regressor_layers=1, regressor_heads=4, regressor_activation="relu", uv_frequencies=6,
       sampler_temperature=1.0))
   config.train = ml_collections.ConfigDict(dict(
-      global_batch_size=8, num_steps=1200, num_points=256, learning_rate=2e-3,
+      global_batch_size=8, num_steps=2000, num_points=256, learning_rate=2e-3,
       warmup_steps=100, end_lr_factor=0.05, weight_decay=1e-4, grad_clip=1.0,
-      log_every=50, eval_every=300, keep_checkpoints=2, prefetch=2))
+      log_every=50, eval_every=400, keep_checkpoints=2, prefetch=2))
   config.eval = ml_collections.ConfigDict(dict(batch_size=4, render_sequences=3))
   # predict.py: frames per regressor call, and the multiple that encoder inputs
   # are padded to (each new padded length compiles once).
