@@ -59,7 +59,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict(dict(
       width=64, audio_levels=3, conv_kernel=5, gcn_blocks=4, geometry_tokens=16,
       num_heads=4, attention_window=192, attention_block=64, regressor_hidden=48,
-      regressor_layers=1, regressor_heads=4, regressor_activation="relu", uv_frequencies=6,
+      regressor_layers=1, regressor_heads=4, regressor_activation="relu", regressor_rank=32,
+      uv_frequencies=6,
       sampler_temperature=1.0))
   config.train = ml_collections.ConfigDict(dict(
       global_batch_size=8, num_steps=2000, num_points=256, learning_rate=2e-3,

@@ -23,7 +23,7 @@ from tests.meshes import disk_mesh
 
 SMALL = dict(width=16, audio_levels=2, conv_kernel=3, gcn_blocks=2, geometry_tokens=4,
              num_heads=2, attention_window=32, attention_block=16, regressor_hidden=16,
-             regressor_layers=2, regressor_heads=2, uv_frequencies=3)
+             regressor_layers=2, regressor_heads=2, regressor_rank=4, uv_frequencies=3)
 
 
 def small_model(num_vertices, fps=30.0, feature_rate=100.0, num_styles=3):
@@ -44,8 +44,10 @@ def inputs(model, b, t, seed=0, n_mels=20):
 def randomize_output(params, seed=0):
   """The regressor's output layer starts at zero; give it weights so outputs differ."""
   params = flax.core.unfreeze(params)
-  k = params["regressor"]["out"]["kernel"]
-  params["regressor"]["out"]["kernel"] = jax.random.normal(jax.random.key(seed), k.shape) * 0.5
+  for name in ("out", "basis"):
+    if name in params["regressor"]:
+      k = params["regressor"][name]["kernel"]
+      params["regressor"][name]["kernel"] = jax.random.normal(jax.random.key(seed), k.shape) * 0.5
   return params
 
 

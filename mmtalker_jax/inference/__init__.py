@@ -52,4 +52,4 @@ def animate_file(ckpt: str, audio_path: str, style: str | None = None, out: str 
   written = ", ".join(p for p in (out, obj_dir, video) if p)
   return (f"{len(frames)} frames x {frames.shape[1]} vertices at {predictor.fps:g} fps "
           f"({len(audio) / sr:.2f} s of audio, style {predictor.styles[predictor.style_index(style)]}, "
-          f"predicted in {elapsed:.2f} s) -> {written}")
+          f"predicted in {elapsed:.2f} s with compilation) -> {written}")

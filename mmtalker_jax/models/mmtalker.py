@@ -50,6 +50,7 @@ class MMTalker(nn.Module):
   regressor_layers: int = 2
   regressor_heads: int = 4
   regressor_activation: str = "gelu"
+  regressor_rank: int = 0
   uv_frequencies: int = 6
   sampler_temperature: float = 1.0
 
@@ -65,7 +66,7 @@ class MMTalker(nn.Module):
     self.style_embedding = nn.Embed(self.num_styles, self.width)
     self.fusion = DualCrossAttention(self.num_heads, self.attention_window, self.attention_block)
     self.regressor = Regressor(self.regressor_hidden, self.regressor_layers, self.regressor_heads,
-                               self.regressor_activation)
+                               self.regressor_activation, self.regressor_rank)
 
   def encode(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
              frame_mask: jnp.ndarray) -> dict[str, jnp.ndarray]:
@@ -93,14 +94,15 @@ class MMTalker(nn.Module):
     """The frame-independent part of decoding, for K points (face_ids [K], bary [K,3]).
 
     Returns:
-      {'hidden': [B,K,H] point features, 'template': [B,K,3] neutral face at the points}.
+      the regressor's point features ({'hidden': [B,K,H], ...}) and 'template':
+      [B,K,3], the neutral face at the points.
     """
     faces = self.assets.faces
     uv = interpolate(jnp.asarray(self.assets.uv), faces, face_ids, bary)  # [K,2]
     point_geometry = interpolate(encoded["geometry"], faces, face_ids, bary)  # [B,K,D]
-    hidden = self.regressor.encode_points(fourier_features(uv, self.uv_frequencies),
+    points = self.regressor.encode_points(fourier_features(uv, self.uv_frequencies),
                                           point_geometry, encoded["tokens"])
-    return {"hidden": hidden, "template": interpolate(encoded["template"], faces, face_ids, bary)}
+    return {**points, "template": interpolate(encoded["template"], faces, face_ids, bary)}
 
   def decode_frames(self, points: dict[str, jnp.ndarray], motion: jnp.ndarray,
                     frame_mask: jnp.ndarray) -> jnp.ndarray:
@@ -108,7 +110,7 @@ class MMTalker(nn.Module):
 
     Frames are independent here, so long sequences are decoded in chunks.
     """
-    out = self.regressor.decode_frames(points["hidden"], motion)
+    out = self.regressor.decode_frames(points, motion)
     return out * self.displacement_scale * frame_mask[:, :, None, None]
 
   def decode(self, encoded: dict[str, jnp.ndarray], face_ids: jnp.ndarray, bary: jnp.ndarray,

@@ -81,6 +81,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   Returns:
     The last validation metrics.
   """
+  config = config.copy_and_resolve_references()
+  # Saved with the checkpoint: evaluate.py must find the corpus from any folder.
+  config.data.root = os.path.abspath(os.path.expanduser(config.data.root))
   tc = config.train
   workdir = os.path.abspath(os.path.expanduser(workdir))
   os.makedirs(workdir, exist_ok=True)

@@ -64,7 +64,10 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
 
   def run() -> int:
+    from absl import logging
     from mmtalker_jax.inference.export import check_writable
+
+    logging.set_verbosity(logging.ERROR)  # Orbax notes it opened the run read-only
     from mmtalker_jax.training.restore import restore
 
     check_writable(args.out)

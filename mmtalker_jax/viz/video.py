@@ -43,7 +43,8 @@ def write_mp4(path: str | os.PathLike, images: Iterable[np.ndarray], fps: float,
   count = 0
   with fileio.atomic_path(path) as tmp:
     writer = imageio_ffmpeg.write_frames(
-        tmp, (w, h), fps=fps, quality=7, macro_block_size=1, audio_path=audio_path,
+        tmp, (w, h), fps=fps, quality=7, macro_block_size=1, ffmpeg_log_level="error",
+        audio_path=audio_path,
         audio_codec="aac" if audio_path else None, output_params=["-shortest"] if audio_path else None)
     writer.send(None)
     try:
