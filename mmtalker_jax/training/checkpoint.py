@@ -34,9 +34,11 @@ def manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointM
       pp.LatestN(keep),
       pp.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=True, n=1,
                keep_checkpoints_without_metrics=False)])
+  # A save interrupted by a kill leaves a *.orbax-checkpoint-tmp folder; a
+  # writing manager clears those so the step can be saved again.
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policy, enable_async_checkpointing=not read_only,
-      read_only=read_only, create=not read_only)
+      read_only=read_only, create=not read_only, cleanup_tmp_directories=not read_only)
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINTS),
                                options=options, item_names=("state", "config", "meta"))
 
