@@ -1,6 +1,5 @@
 """predict.py and pictures: frame counts, OBJ/MP4 outputs, subdivision, renders, bad input."""
 
-import json
 import os
 import subprocess
 import sys

@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from mmtalker_jax.models.sampler import area_logits, sample_triangles
 

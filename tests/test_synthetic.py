@@ -4,7 +4,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from mmtalker_jax.data.synthetic import SynthSpec, generate, tree_digest
