@@ -7,6 +7,8 @@ import os
 import tempfile
 from typing import Iterator
 
+from mmtalker_jax.errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
@@ -15,12 +17,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
   On any exception the temporary file is removed and `path` is untouched.
   The temporary name keeps the final suffix, so writers that dispatch on the
   extension (soundfile, numpy, PIL) still see it.
+
+  Raises:
+    InputError: naming `path`, if its folder cannot be created or written.
   """
   path = os.fspath(path)
   folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
   suffix = os.path.splitext(path)[1]
-  fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+  try:
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
+  except OSError as e:
+    raise InputError(path, f"cannot write here ({e.strerror})") from None
   os.close(fd)
   try:
     yield tmp

@@ -35,8 +35,11 @@ def check_writable(path: str | None, is_dir: bool = False) -> None:
   parent = os.path.dirname(path)
   while parent and not os.path.exists(parent):
     parent = os.path.dirname(parent)
-  if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
-    raise InputError(path, f"cannot write here ({parent} is not a writable folder)")
+  try:  # the only sure test: make a file there
+    with tempfile.TemporaryFile(dir=parent):
+      pass
+  except OSError as e:
+    raise InputError(path, f"cannot write here ({parent}: {e.strerror or e})") from None
 
 
 def write_npy(path: str, frames: np.ndarray) -> None:
