@@ -133,15 +133,17 @@ class Corpus:
   Args:
     cfg: the `data` section of a config (root, templates, template_mesh,
       regions, splits, fps, frame_stride, features, cache_dir).
-    strict: raise on the first problem (training) rather than collect them.
+
+  Raises:
+    InputError: at the first problem (`python -m mmtalker_jax.data.check`
+      lists them all).
   """
 
-  def __init__(self, cfg, strict: bool = True):
+  def __init__(self, cfg):
     self.cfg = cfg
     self.root = os.path.expanduser(cfg.root)
     if not os.path.isdir(self.root):
       raise InputError(self.root, "corpus folder not found")
-    self.problems: list[InputError] = []
     self.templates = safe_pickle.load_templates(os.path.join(self.root, cfg.templates))
     self.assets: MeshAssets = load_mesh_assets(
         os.path.join(self.root, cfg.template_mesh), dict(cfg.regions), self.root)
@@ -152,29 +154,25 @@ class Corpus:
                          f"template of {subject!r} has {len(tmpl)} vertices, the "
                          f"topology {cfg.template_mesh} has {v}")
     self.sequences, problems = pair_files(self.root)
-    self._report(problems, strict)
+    if problems:
+      raise problems[0]
+    missing = sorted({s.subject for s in self.sequences} - set(self.templates))
+    if missing:
+      raise InputError(os.path.join(self.root, cfg.templates),
+                       f"subject {missing[0]!r} has sequences but no template")
     self._frames: dict[str, int] = {}
     self.train_subjects = list(cfg.splits.train.subjects)
-    missing = sorted({s.subject for s in self.sequences} - set(self.templates))
-    self._report([InputError(os.path.join(self.root, cfg.templates),
-                             f"subject {m!r} has sequences but no template")
-                  for m in missing], strict)
-
-  def _report(self, problems: list[InputError], strict: bool) -> None:
-    if problems and strict:
-      raise problems[0]
-    self.problems.extend(problems)
 
   @property
   def fps(self) -> float:
     return float(self.cfg.fps)
 
   def split(self, name: str) -> list[Sequence]:
-    """The sequences of split `name` whose subject has a template."""
+    """The sequences of split `name`."""
     if name not in self.cfg.splits:
       raise InputError("", f"unknown split {name!r}; the config has {sorted(self.cfg.splits)}")
     spec = self.cfg.splits[name]
-    return [s for s in self.sequences if in_split(s, spec) and s.subject in self.templates]
+    return [s for s in self.sequences if in_split(s, spec)]
 
   def style_index(self, subject: str) -> int:
     """Index of the speaking style used for `subject` (its own if it trained)."""
