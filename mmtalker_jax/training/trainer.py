@@ -17,7 +17,7 @@ from mmtalker_jax.data.pipeline import Batcher, prefetch
 from mmtalker_jax.data.synthetic import corpus as synthtalk
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.models.mmtalker import build_model
-from mmtalker_jax.training import checkpoint, evaluation, sharding
+from mmtalker_jax.training import checkpoint, evaluation, report, sharding
 from mmtalker_jax.training.optimizer import learning_rate_schedule, make_optimizer
 from mmtalker_jax.training.progress import MetricsLog, Progress
 from mmtalker_jax.training.step import TrainState, train_step
@@ -129,11 +129,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpoint.save_mesh(workdir, corpus.assets,
                          {s: corpus.templates[s] for s in corpus.train_subjects})
   mean_motion_path = os.path.join(workdir, "mean_motion.npy")
-  if not os.path.isfile(mean_motion_path) and proc == 0:
-    with fileio.atomic_path(mean_motion_path) as tmp:
-      np.save(tmp, evaluation.mean_training_motion(corpus))
-  mean_motion = np.load(mean_motion_path) if os.path.isfile(mean_motion_path) else \
-      evaluation.mean_training_motion(corpus)
+  if os.path.isfile(mean_motion_path):
+    mean_motion = np.load(mean_motion_path)
+  else:
+    mean_motion = evaluation.mean_training_motion(corpus)
+    if proc == 0:
+      with fileio.atomic_path(mean_motion_path) as tmp:
+        np.save(tmp, mean_motion)
 
   # --------------------------------------------------------- update step ----
   step_fn = make_train_step(model, optimizer, config, mesh)
@@ -142,8 +144,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   predict = evaluation.make_predict_fn(model)
   sample_key = jax.random.fold_in(root_key, 1)
   lr = learning_rate_schedule(tc)
+  scale = report.scales(config.scale)
 
-  def validate(step: int) -> dict:
+  def validate() -> dict:
     result = evaluation.evaluate(predict, state.params, val_data, mesh, mean_motion)
     return {f"val_{k}": v for k, v in result["model"].items()}
 
@@ -177,12 +180,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if proc == 0:
         log.write(step, values)
     if is_eval:
-      val = validate(step)
+      val = validate()
       if proc == 0:
         log.write(step, val)
       progress.message(f"step {step}: " + " ".join(
-          f"{k} {v * config.scale.get(k[4:].replace('_abs', ''), 1.0):.4f}"
-          for k, v in val.items()) + " (reporting scale)")
+          f"{k} {v * scale[k[4:]]:.4f}" for k, v in val.items()) + " (reporting scale)")
       checkpoint.save(mngr, step, state, config, meta, metrics=val)
       last_good = step
   mngr.wait_until_finished()
