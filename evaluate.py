@@ -1,10 +1,8 @@
 """Evaluates a checkpoint: LVE, EVE, FDD, |FDD|, MVE beside two baselines.
 
   python evaluate.py --ckpt runs/synthtalk [--split test|val|test_b] [--data ROOT]
-                     [--out results.json] [--save-pred DIR] [--render DIR]
+                     [--long SECONDS] [--out results.json] [--save-pred DIR] [--render DIR]
 """
-
-import os
 
 from absl import flags
 
@@ -13,6 +11,8 @@ from mmtalker_jax.cli import run_app
 _CKPT = flags.DEFINE_string("ckpt", None, "A run's workdir (best, else latest step) or a step folder.")
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "val", "test", "test_b"], "Split to evaluate.")
 _DATA = flags.DEFINE_string("data", None, "Corpus root (default: the one the run trained on).")
+_LONG = flags.DEFINE_float("long", None, "Join each subject's sentences into sequences of this "
+                           "many seconds (or a little more) and evaluate those.", lower_bound=1.0)
 _OUT = flags.DEFINE_string("out", None, "Write the numbers as JSON here.")
 _SAVE_PRED = flags.DEFINE_string("save-pred", None, "Write {subject}_{sentence}_condition_{style}.npy here.")
 _RENDER = flags.DEFINE_string("render", None, "Write ground truth | prediction | error MP4s of "
@@ -21,13 +21,11 @@ flags.mark_flags_as_required(["ckpt"])
 
 
 def run():
-  import numpy as np
-
-  from mmtalker_jax import fileio
   from mmtalker_jax.data.corpus import Corpus
   from mmtalker_jax.data.pipeline import Batcher
+  from mmtalker_jax.inference.predictor import Predictor
   from mmtalker_jax.training import evaluation, report, restore
-  from mmtalker_jax.viz.compare import write_comparison
+  from mmtalker_jax.training.writers import SequenceWriter
 
   config = restore.read_run_config(_CKPT.value)
   if _DATA.value:
@@ -37,33 +35,25 @@ def run():
   mean_motion = run_.mean_motion
   if mean_motion is None:
     mean_motion = evaluation.mean_training_motion(corpus)
-  batcher = Batcher(corpus, _SPLIT.value, int(config.eval.batch_size),
-                    tuple(config.data.bucket_frames), train=False)
-
-  to_render = int(config.eval.get("render_sequences", 3))
-  rendered = []
-
-  def on_sequence(seq, pred):
-    style = run_.styles[corpus.style_index(seq.subject)]
-    if _SAVE_PRED.value:
-      path = os.path.join(_SAVE_PRED.value, f"{seq.subject}_{seq.sentence}_condition_{style}.npy")
-      with fileio.atomic_path(path) as tmp:
-        np.save(tmp, pred.reshape(len(pred), -1))
-    if _RENDER.value and len(rendered) < to_render:
-      path = os.path.join(_RENDER.value, f"{seq.subject}_{seq.sentence}_condition_{style}.mp4")
-      write_comparison(path, corpus.vertices(seq), pred, corpus.assets.faces, corpus.fps, seq.wav)
-      rendered.append(path)
-
-  result = evaluation.evaluate(evaluation.make_predict_fn(run_.model), run_.params, batcher,
-                               run_.mesh, mean_motion, on_sequence)
+  writer = SequenceWriter(corpus, run_.styles, _SAVE_PRED.value, _RENDER.value,
+                          int(config.eval.render_sequences))
+  if _LONG.value:
+    result = evaluation.evaluate_long(Predictor(run_), corpus, _SPLIT.value, _LONG.value,
+                                      mean_motion, writer)
+    what = f"{_SPLIT.value} split of {corpus.root} joined into {_LONG.value:g} s sequences"
+  else:
+    batcher = Batcher(corpus, _SPLIT.value, int(config.eval.batch_size),
+                      tuple(config.data.bucket_frames), train=False)
+    decoder = evaluation.make_decoder(run_.model, config.decode.chunk_frames)
+    result = evaluation.evaluate(decoder, run_.params, batcher, run_.mesh, mean_motion, writer)
+    what = f"{_SPLIT.value} split of {corpus.root}"
   scale = report.scales(config.scale)
-  print(f"{_SPLIT.value} split of {corpus.root}: {result['sequences']} sequences, "
-        f"checkpoint step {run_.step} of {run_.workdir}")
+  print(f"{what}: {result['sequences']} sequences, checkpoint step {run_.step} of {run_.workdir}")
   print(report.table(result, scale))
   if _OUT.value:
-    report.write_json(_OUT.value, result, scale, _SPLIT.value, run_.step)
+    report.write_json(_OUT.value, result, scale, _SPLIT.value, run_.step, long_seconds=_LONG.value)
     print(f"wrote {_OUT.value}")
-  for path in rendered:
+  for path in writer.rendered:
     print(f"rendered {path}")
 
 

@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import scipy.spatial  # noqa: E402
 
 from configs import default  # noqa: E402
-from mmtalker_jax.data import audio as audio_lib  # noqa: E402
+from mmtalker_jax import alignment  # noqa: E402
 from mmtalker_jax.mesh.assets import build_mesh_assets  # noqa: E402
 from mmtalker_jax.models.mmtalker import build_model  # noqa: E402
 
@@ -48,7 +48,7 @@ def main():
   t = int(round(args.seconds * fps))
   assets = build_mesh_assets(*disk_face(args.vertices))
   model = build_model(config, assets, num_styles=8)
-  f = audio_lib.num_feature_frames(t, fps, rate)
+  f = alignment.num_feature_frames(t, fps, rate)
   x = dict(audio=jnp.zeros((1, f, config.data.features.n_mels)),
            template=jnp.asarray(assets.vertices)[None], style=jnp.zeros((1,), jnp.int32),
            frame_mask=jnp.ones((1, t)))

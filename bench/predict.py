@@ -29,7 +29,7 @@ def stand_in_run(num_vertices: int):
   from mmtalker_jax.models.mmtalker import build_model
   from mmtalker_jax.training import sharding
   from mmtalker_jax.training.restore import Restored
-  from mmtalker_jax.training.trainer import example_inputs
+  from mmtalker_jax.training.state import example_inputs
 
   config = default.get_config()
   assets = build_mesh_assets(*disk_face(num_vertices))

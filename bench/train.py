@@ -34,6 +34,7 @@ def main():
   from mmtalker_jax.data.pipeline import Batcher
   from mmtalker_jax.models.mmtalker import build_model
   from mmtalker_jax.training import sharding, trainer
+  from mmtalker_jax.training import state as state_lib
   from mmtalker_jax.training.optimizer import make_optimizer
 
   config = load_config(args.config)
@@ -42,7 +43,7 @@ def main():
   mesh = sharding.make_mesh()
   model = build_model(config, corpus.assets, len(corpus.train_subjects))
   optimizer = make_optimizer(config.train)
-  state = trainer.create_state(model, optimizer, config.data, jax.random.key(0), mesh)
+  state = state_lib.create_state(model, optimizer, config.data, jax.random.key(0), mesh)
   step_fn = trainer.make_train_step(model, optimizer, config, mesh)
   data = Batcher(corpus, "train", config.train.global_batch_size, config.data.bucket_frames,
                  train=True, seed=config.seed)

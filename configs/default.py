@@ -47,7 +47,7 @@ def size_for_accelerators(config: ml_collections.ConfigDict) -> None:
                            learning_rate=1e-3, warmup_steps=1000, eval_every=2000,
                            log_every=100, keep_checkpoints=3))
   config.model.update(dict(width=128, regressor_hidden=128, regressor_layers=2,
-                           geometry_tokens=32, attention_window=256))
+                           geometry_tokens=32, attention_window=256, token_window=256))
   config.eval.batch_size = 8
 
 
@@ -58,7 +58,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Reporting scales: metrics are printed times these (VOCASET's convention).
   config.model = ml_collections.ConfigDict(dict(
       width=64, audio_levels=3, conv_kernel=5, gcn_blocks=4, geometry_tokens=16,
-      num_heads=4, attention_window=192, attention_block=64, regressor_hidden=48,
+      num_heads=4, attention_window=192, attention_block=64,
+      # Frames the geometry tokens see around each block: the longest training
+      # crop (max bucket_frames), so long inputs see what training saw.
+      token_window=192, regressor_hidden=48,
       regressor_layers=1, regressor_heads=4, regressor_activation="relu", regressor_rank=32,
       uv_frequencies=6,
       sampler_temperature=1.0))
@@ -67,9 +70,10 @@ def get_config() -> ml_collections.ConfigDict:
       warmup_steps=100, end_lr_factor=0.05, weight_decay=1e-4, grad_clip=1.0,
       log_every=50, eval_every=400, keep_checkpoints=2, prefetch=2))
   config.eval = ml_collections.ConfigDict(dict(batch_size=4, render_sequences=3))
-  # predict.py: frames per regressor call, and the multiple that encoder inputs
-  # are padded to (each new padded length compiles once).
-  config.predict = ml_collections.ConfigDict(dict(chunk_frames=64, length_bucket=64))
+  # Decoding whole sequences (evaluation and predict.py): frames per regressor
+  # call, and the multiple predict.py pads inputs to (each padded length
+  # compiles once).
+  config.decode = ml_collections.ConfigDict(dict(chunk_frames=64, length_bucket=64))
   # The plain all-vertex MSE joins every `vertex_every` steps (0: never). It costs
   # V/K times a sampled step and a second compile per bucket, so the CPU default
   # leaves it off; the accelerator configs turn it on.

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from mmtalker_jax import alignment
 from mmtalker_jax.data import audio as audio_lib
 from mmtalker_jax.errors import InputError
 
@@ -30,29 +31,29 @@ def test_an_audio_event_lands_in_the_mesh_frame_that_covers_it(fps, feature_rate
       t = frame / fps + offset
       feats = audio_lib.log_mel(click_at(t), num_frames, fps, params)
       loudest = int(np.argmax(feats.max(axis=1)))
-      mapped = audio_lib.feature_to_frame(len(feats), fps, feature_rate)
+      mapped = alignment.feature_to_frame(len(feats), fps, feature_rate)
       assert mapped[loudest] == frame == int(np.floor(t * fps))
 
 
 @pytest.mark.parametrize("fps,feature_rate", [(30.0, 100.0), (25.0, 100.0), (30.0, 50.0), (24.0, 100.0)])
 def test_feature_count_covers_exactly_the_frames(fps, feature_rate):
   for t in (1, 7, 29, 30, 31, 150):
-    n = audio_lib.num_feature_frames(t, fps, feature_rate)
-    mapped = audio_lib.feature_to_frame(n, fps, feature_rate)
+    n = alignment.num_feature_frames(t, fps, feature_rate)
+    mapped = alignment.feature_to_frame(n, fps, feature_rate)
     assert mapped.min() >= 0 and mapped.max() == t - 1
     # Every frame gets at least one feature when features are faster than frames.
     if feature_rate >= fps:
       assert set(mapped.tolist()) == set(range(t))
     # Prefix property: T frames' features are the first of T+1 frames'.
-    assert audio_lib.num_feature_frames(t + 1, fps, feature_rate) >= n
+    assert alignment.num_feature_frames(t + 1, fps, feature_rate) >= n
 
 
 def test_crop_stride_keeps_the_mapping_exact():
   for fps, rate in [(30.0, 100.0), (25.0, 100.0), (30.0, 120.0)]:
-    s = audio_lib.crop_stride(fps, rate)
+    s = alignment.crop_stride(fps, rate)
     assert (s * rate / fps) == int(s * rate / fps)
-  assert audio_lib.crop_stride(30.0, 100.0) == 3
-  assert audio_lib.crop_stride(25.0, 100.0) == 1
+  assert alignment.crop_stride(30.0, 100.0) == 3
+  assert alignment.crop_stride(25.0, 100.0) == 1
 
 
 def test_stereo_44k_is_resampled_and_mixed_down(tmp_path):

@@ -25,10 +25,12 @@ def test_assets_at_flame_and_biwi_size(num_vertices):
   verts, faces = disk_mesh(num_vertices)
   assets = build_mesh_assets(verts, faces)
   assert assets.num_vertices == num_vertices
-  assert assets.uv.shape == (num_vertices, 2)
-  assert assets.uv.min() >= 0 and assets.uv.max() <= 1
+  assert assets.vertex_uv.shape == (num_vertices, 2)
+  assert assets.vertex_uv.min() >= 0 and assets.vertex_uv.max() <= 1
+  # Without a file's UVs there is no seam: every corner holds its vertex's UV.
+  np.testing.assert_array_equal(assets.face_uv, assets.vertex_uv[faces])
   # Tutte's embedding never flips a triangle: all signed areas share a sign.
-  s = signed_areas(assets.uv.astype(np.float64), faces)
+  s = signed_areas(assets.vertex_uv.astype(np.float64), faces)
   assert (s > 0).all() or (s < 0).all()
   # Disk: V - E + F = 1, and the graph holds both directions of every edge.
   g = assets.graph
@@ -46,14 +48,89 @@ def test_obj_round_trip_keeps_order_and_uvs(tmp_path):
   verts, faces = disk_mesh(300)
   uv = np.random.default_rng(1).uniform(0, 1, (300, 2)).astype(np.float32)
   path = tmp_path / "t.obj"
-  mesh_io.write_obj(path, verts, faces, uv)
+  mesh_io.write_obj(path, verts, faces, uv[faces])
   raw = mesh_io.read_mesh(path)
   np.testing.assert_allclose(raw.vertices, verts, atol=1e-6)
   np.testing.assert_array_equal(raw.faces, faces)
-  np.testing.assert_allclose(raw.uv, uv, atol=1e-6)
+  np.testing.assert_allclose(raw.face_uv, uv[faces], atol=1e-6)
+  # Without seams, texture coordinate i is vertex i's, so other readers agree.
+  assert path.read_text().count("\nvt ") == 300
+  other = trimesh.load(path, process=False, maintain_order=True)
+  np.testing.assert_allclose(other.visual.uv, uv, atol=1e-6)
   # The OBJ's UVs are used as they are, not recomputed.
   assets = load_mesh_assets(path)
-  np.testing.assert_allclose(assets.uv, uv, atol=1e-6)
+  np.testing.assert_allclose(assets.vertex_uv, uv, atol=1e-6)
+
+
+def flame_like_obj(path, num_vertices=400, seed=0):
+  """An OBJ written the way FLAME's is: a two-island atlas, more vt than v, vt
+  numbered apart from v (shuffled), quads and triangles mixed in is not needed.
+
+  Returns (vertices, faces, face_uv) as the file states them.
+  """
+  rng = np.random.default_rng(seed)
+  verts, faces = disk_mesh(num_vertices)
+  flat = verts[:, :2] - verts[:, :2].min(0)
+  flat = flat / flat.max()
+  corner = flat[faces].copy()  # [F,3,2]
+  island = verts[faces][:, :, 0].mean(1) < np.quantile(verts[:, 0], 0.3)
+  corner[island, :, 0] = corner[island, :, 0] * 0.2 + 2.0  # moved away, squeezed
+  corner[:, :, 0] /= 2.5
+  # One vt per distinct (vertex, island) pair, in a shuffled order.
+  keys = np.stack([faces, np.broadcast_to(island[:, None], faces.shape)], -1).reshape(-1, 2)
+  uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+  order = rng.permutation(len(uniq))
+  vt_index = np.argsort(order)[inverse.reshape(-1)].reshape(-1, 3)
+  vt = np.zeros((len(uniq), 2))
+  vt[vt_index.reshape(-1)] = corner.reshape(-1, 2)
+  lines = [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in verts]
+  lines += [f"vt {u:.6f} {v:.6f}" for u, v in vt]
+  lines += ["f " + " ".join(f"{a + 1}/{b + 1}" for a, b in zip(f, t))
+            for f, t in zip(faces, vt_index)]
+  path.write_text("\n".join(lines) + "\n")
+  return verts, faces, np.round(corner, 6).astype(np.float32), island
+
+
+def test_flame_like_atlas_with_seams_keeps_every_corner_uv(tmp_path):
+  path = tmp_path / "flame_like.obj"
+  verts, faces, corner, island = flame_like_obj(path)
+  text = path.read_text()
+  assert text.count("\nvt ") > len(verts)  # seam vertices carry two UVs
+  raw = mesh_io.read_mesh(path)
+  np.testing.assert_array_equal(raw.faces, faces)
+  np.testing.assert_allclose(raw.face_uv, corner, atol=1e-6)
+  # One UV per vertex, as other loaders keep, is wrong on faces along the seam.
+  other = trimesh.load(path, process=False, maintain_order=True)
+  wrong = np.abs(np.asarray(other.visual.uv)[faces] - corner).max(axis=(1, 2)) > 1e-3
+  assert wrong.any()
+  # Assets keep the corners; a seam vertex's own UV is that of its first face.
+  assets = load_mesh_assets(path)
+  np.testing.assert_allclose(assets.face_uv, corner, atol=1e-6)
+  face_ids, bary = assets.vertex_points()
+  first = np.array([np.flatnonzero((faces == v).any(1))[0] for v in range(len(verts))])
+  np.testing.assert_array_equal(face_ids, first)
+  np.testing.assert_allclose(assets.vertex_uv, np.einsum("vk,vkd->vd", bary, corner[face_ids]),
+                             atol=1e-6)
+  # Our writer round-trips the seams, and the fingerprint with them.
+  out = tmp_path / "again.obj"
+  mesh_io.write_obj(out, raw.vertices, raw.faces, raw.face_uv)
+  again = load_mesh_assets(out)
+  np.testing.assert_allclose(again.face_uv, corner, atol=1e-6)
+  assert again.fingerprint == assets.fingerprint
+  moved = corner.copy()
+  moved[island] += 0.01
+  assert build_mesh_assets(verts, faces, moved).fingerprint != assets.fingerprint
+
+
+def test_obj_faces_that_mix_uv_and_no_uv_are_refused(tmp_path):
+  path = tmp_path / "mixed.obj"
+  path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\nvt 0 0\nvt 1 0\nvt 0 1\n"
+                  "f 1/1 2/2 3/3\nf 2 4 3\n")
+  with pytest.raises(InputError, match="mixed.obj: some faces have texture coordinates"):
+    mesh_io.read_mesh(path)
+  path.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 7\n")
+  with pytest.raises(InputError, match=r"mixed.obj: line 4: index 7 out of range"):
+    mesh_io.read_mesh(path)
 
 
 def test_ply_without_uvs_is_parameterized(tmp_path):
@@ -61,8 +138,8 @@ def test_ply_without_uvs_is_parameterized(tmp_path):
   path = tmp_path / "t.ply"
   trimesh.Trimesh(verts, faces, process=False).export(path)
   assets = load_mesh_assets(path)
-  assert assets.uv.shape == (500, 2)
-  centre_dist = np.linalg.norm(assets.uv - 0.5, axis=1)
+  assert assets.vertex_uv.shape == (500, 2)
+  centre_dist = np.linalg.norm(assets.vertex_uv - 0.5, axis=1)
   assert centre_dist.max() == pytest.approx(0.5, abs=1e-5)  # boundary on the circle
 
 

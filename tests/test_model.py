@@ -9,7 +9,7 @@ import numpy as np
 import optax
 import pytest
 
-from mmtalker_jax.data import audio as audio_lib
+from mmtalker_jax import alignment
 from mmtalker_jax.data.corpus import Corpus
 from mmtalker_jax.data.pipeline import Batcher
 from mmtalker_jax.mesh.assets import build_mesh_assets
@@ -17,23 +17,28 @@ from mmtalker_jax.models.audio_encoder import pool_to_frames
 from mmtalker_jax.models.gcn import normalized_aggregate
 from mmtalker_jax.models.mmtalker import MMTalker, build_model
 from mmtalker_jax.models.temporal import ALiBiSelfAttention, alibi_slopes
-from mmtalker_jax.training.step import TrainState, compute_losses, train_step
-from tests.meshes import disk_mesh
+from mmtalker_jax.training.state import TrainState
+from mmtalker_jax.training.step import compute_losses, train_step
+from tests.meshes import disk_mesh, seamed_atlas
 
 SMALL = dict(width=16, audio_levels=2, conv_kernel=3, gcn_blocks=2, geometry_tokens=4,
-             num_heads=2, attention_window=32, attention_block=16, regressor_hidden=16,
-             regressor_layers=2, regressor_heads=2, regressor_rank=4, uv_frequencies=3)
+             num_heads=2, attention_window=32, attention_block=16, token_window=32,
+             regressor_hidden=16, regressor_layers=2, regressor_heads=2,
+             regressor_activation="gelu", regressor_rank=4, uv_frequencies=3,
+             sampler_temperature=1.0)
 
 
-def small_model(num_vertices, fps=30.0, feature_rate=100.0, num_styles=3):
-  assets = build_mesh_assets(*disk_mesh(num_vertices))
+def small_model(num_vertices, fps=30.0, feature_rate=100.0, num_styles=3, seams=False):
+  verts, faces = disk_mesh(num_vertices)
+  face_uv = seamed_atlas(verts, faces)[0] if seams else None
+  assets = build_mesh_assets(verts, faces, face_uv)
   return MMTalker(assets=assets, num_styles=num_styles, fps=fps, feature_rate=feature_rate,
                   displacement_scale=1e-3, **SMALL)
 
 
 def inputs(model, b, t, seed=0, n_mels=20):
   rng = np.random.default_rng(seed)
-  f = audio_lib.num_feature_frames(t, model.fps, model.feature_rate)
+  f = alignment.num_feature_frames(t, model.fps, model.feature_rate)
   return dict(audio=jnp.asarray(rng.standard_normal((b, f, n_mels)), jnp.float32),
               template=jnp.asarray(model.assets.vertices)[None].repeat(b, 0),
               style=jnp.arange(b, dtype=jnp.int32) % model.num_styles,
@@ -76,24 +81,41 @@ def test_output_shapes(b, t, v, k, fps, rate):
   assert np.abs(full).max() > 0
 
 
-def test_vertex_query_equals_points_at_the_vertices_through_any_face():
-  model = small_model(150)
+def incident_faces(faces, vertex, face_uv, uv):
+  """Faces around `vertex` whose corner there has UV `uv` (same island) and the others."""
+  same, other = [], []
+  for f in np.flatnonzero((faces == vertex).any(1)):
+    c = list(faces[f]).index(vertex)
+    (same if np.allclose(face_uv[f, c], uv, atol=1e-6) else other).append((f, c))
+  return same, other
+
+
+def test_vertex_query_equals_points_at_the_vertices_through_any_face_of_its_island():
+  model = small_model(150, seams=True)
+  assets = model.assets
   x = inputs(model, 2, 40)
   params = randomize_output(init(model, x))
   full, aux = apply(model, params, x)
   np.testing.assert_allclose(aux["template"], x["template"], atol=1e-6)
-  # Each vertex as a corner of a different incident face than vertex_points() picks.
-  faces = model.assets.faces
-  face_ids = np.zeros(150, np.int32)
-  bary = np.zeros((150, 3), np.float32)
-  for f in range(len(faces) - 1, -1, -1):
-    for c in range(3):
-      face_ids[faces[f, c]] = f
-  for vtx in range(150):
-    bary[vtx, list(faces[face_ids[vtx]]).index(vtx)] = 1.0
-  assert (face_ids != model.assets.vertex_points()[0]).any()
+  # Each vertex through the LAST incident face on its own island (vertex_points
+  # takes the first), and seam vertices also through a face of the other island.
+  first = assets.vertex_points()[0]
+  face_ids, bary = np.zeros(150, np.int32), np.zeros((150, 3), np.float32)
+  seam = []
+  for v in range(150):
+    same, other = incident_faces(assets.faces, v, assets.face_uv, assets.vertex_uv[v])
+    face_ids[v], c = same[-1]
+    bary[v, c] = 1.0
+    if other:
+      seam.append((v, *other[0]))
+  assert (face_ids != first).sum() > 100 and len(seam) >= 5
   at_points, _ = apply(model, params, x, points=(face_ids, bary))
   np.testing.assert_allclose(at_points, full, rtol=1e-4, atol=1e-7)
+  # Across the seam a point takes the other island's UV: the network sees another input.
+  v, f, c = zip(*seam)
+  b = np.eye(3, dtype=np.float32)[list(c)]
+  across, _ = apply(model, params, x, points=(np.array(f, np.int32), b))
+  assert np.abs(np.asarray(across) - np.asarray(full)[:, :, list(v)]).max() > 1e-4
 
 
 def test_style_changes_the_output_and_padding_is_zero():
@@ -160,8 +182,8 @@ def test_temporal_attention_runs_at_9000_frames_with_the_same_weights():
 def test_pooling_puts_each_feature_in_its_frame():
   for fps, rate in [(30.0, 100.0), (25.0, 100.0), (30.0, 50.0)]:
     t = 20
-    f = audio_lib.num_feature_frames(t, fps, rate)
-    ids = audio_lib.feature_to_frame(f, fps, rate)
+    f = alignment.num_feature_frames(t, fps, rate)
+    ids = alignment.feature_to_frame(f, fps, rate)
     x = jnp.zeros((1, f, 1)).at[0, f // 2, 0].set(1.0)
     pooled = pool_to_frames(x, t, fps, rate)
     assert int(jnp.argmax(pooled[0, :, 0])) == ids[f // 2]
@@ -230,3 +252,50 @@ def test_overfits_a_handful_of_sequences(tiny_config, data_cfg):
   assert np.isfinite(losses).all()
   assert after < before / 10, (before, after)
   assert np.mean(losses[-10:]) < np.mean(losses[:10]) / 10
+
+
+def padded(x, t_pad, floor):
+  """x (one sequence, all frames real) padded to t_pad frames the way the pipeline pads."""
+  model_f = x["audio"].shape[1]
+  f_pad = alignment.num_feature_frames(t_pad, 30.0, 100.0)
+  t = x["frame_mask"].shape[1]
+  audio = jnp.pad(x["audio"], ((0, 0), (0, f_pad - model_f), (0, 0)), constant_values=floor)
+  mask = jnp.pad(x["frame_mask"], ((0, 0), (0, t_pad - t)))
+  return dict(x, audio=audio, frame_mask=mask)
+
+
+def test_padding_changes_nothing_alone_in_any_bucket_or_batch_position():
+  model = small_model(120, seams=True)
+  floor = float(np.log(1e-6))
+  x = inputs(model, 1, 37, seed=3)
+  params = randomize_output(init(model, x))
+  alone = np.asarray(apply(model, params, x)[0])[0]
+  motion = np.abs(alone - np.asarray(x["template"])[0]).max()
+  assert motion > 1e-3
+  for t_pad in (40, 64, 100):  # within a block, a block boundary, several blocks
+    out = np.asarray(apply(model, params, padded(x, t_pad, floor))[0])[0, :37]
+    np.testing.assert_allclose(out, alone, atol=1e-5 * motion)
+  # In a batch of three of bucket 64, at every position, beside other sequences.
+  others = inputs(model, 2, 64, seed=4)
+  one = padded(x, 64, floor)
+  for pos in range(3):
+    batch = {k: jnp.concatenate([others[k][:pos], one[k], others[k][pos:]]) for k in x}
+    out = np.asarray(apply(model, params, batch)[0])[pos, :37]
+    np.testing.assert_allclose(out, alone, atol=1e-5 * motion)
+    assert np.isfinite(np.asarray(apply(model, params, batch)[0])).all()
+
+
+def test_long_input_is_local_the_start_ignores_audio_minutes_later():
+  # Every stage that mixes time is windowed: frames early in a long sequence
+  # come out the same whatever the audio far later says (the receptive field
+  # here is under 200 frames), so long files behave like short ones.
+  model = small_model(80)
+  x = inputs(model, 1, 640, seed=5)
+  params = randomize_output(init(model, x))
+  out = np.asarray(apply(model, params, x)[0])[0]
+  f_cut = alignment.num_feature_frames(400, 30.0, 100.0)
+  changed = x["audio"].at[:, f_cut:].set(jax.random.normal(jax.random.key(9), (1, x["audio"].shape[1] - f_cut, 20)))
+  other = np.asarray(apply(model, params, dict(x, audio=changed))[0])[0]
+  motion = np.abs(out - np.asarray(x["template"])[0]).max()
+  np.testing.assert_allclose(other[:200], out[:200], atol=1e-5 * motion)
+  assert np.abs(other[400:] - out[400:]).max() > 1e-3 * motion  # where the audio changed

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mmtalker_jax.data import audio as audio_lib
+from mmtalker_jax import alignment
 from mmtalker_jax.data.corpus import Corpus, parse_stem
 from mmtalker_jax.data.pipeline import Batcher, bucket_for, prefetch
 
@@ -44,7 +44,7 @@ def test_eval_batches_cover_each_sequence_once_with_masks(data_cfg):
   for batch in batcher.epoch(0):
     bucket = batch["vertices"].shape[1]
     assert bucket in data_cfg.bucket_frames
-    assert batch["audio"].shape == (3, audio_lib.num_feature_frames(bucket, 30.0, 100.0), 80)
+    assert batch["audio"].shape == (3, alignment.num_feature_frames(bucket, 30.0, 100.0), 80)
     for r, i in enumerate(batch["seq_index"]):
       if i < 0:
         assert batch["frame_mask"][r].sum() == 0
@@ -103,8 +103,8 @@ def test_training_crops_long_sequences_keeping_audio_aligned(data_cfg):
     full_v, full_a = corpus.vertices(seq), corpus.features(seq)
     start = next(s for s in range(len(full_v) - 23)
                  if np.array_equal(full_v[s:s + 24], batch["vertices"][r]))
-    assert start % audio_lib.crop_stride(30.0, 100.0) == 0
-    j0 = audio_lib.num_feature_frames(start, 30.0, 100.0)
+    assert start % alignment.crop_stride(30.0, 100.0) == 0
+    j0 = alignment.num_feature_frames(start, 30.0, 100.0)
     np.testing.assert_array_equal(batch["audio"][r], full_a[j0:j0 + batch["audio"].shape[1]])
 
 

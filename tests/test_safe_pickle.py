@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from mmtalker_jax.data import safe_pickle
+from mmtalker_jax import safe_pickle
 from mmtalker_jax.errors import InputError
 
 

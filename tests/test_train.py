@@ -19,7 +19,8 @@ from mmtalker_jax.data.corpus import Corpus
 from mmtalker_jax.data.pipeline import Batcher
 from mmtalker_jax.models.mmtalker import build_model
 from mmtalker_jax.training import checkpoint
-from mmtalker_jax.training.step import TrainState, compute_losses, train_step
+from mmtalker_jax.training.state import TrainState
+from mmtalker_jax.training.step import compute_losses, train_step
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,19 +1,15 @@
 """Speech in: loading any audio file and log-mel features aligned to mesh frames.
 
-Alignment. Mesh frame t covers audio [t/fps, (t+1)/fps). Feature frame j is a
-window centred at c_j = (j + 0.5) / feature_rate seconds and belongs to mesh
-frame floor(c_j * fps). A sequence of T mesh frames has the features whose
-centres fall before T / fps. The rates need not divide: 100 Hz features under
-30 fps meshes give 3 or 4 features per frame.
+Feature frames are placed by the rule in `mmtalker_jax.alignment`. Silence,
+and anything past the end of the audio, reads as the feature floor
+log(POWER_FLOOR): padding a batch with it is padding with silence.
 """
 
 from __future__ import annotations
 
-import fractions
 import functools
 import hashlib
 import json
-import math
 import os
 import struct
 import warnings
@@ -23,6 +19,7 @@ import numpy as np
 import scipy.fft
 
 from mmtalker_jax import fileio
+from mmtalker_jax.alignment import num_feature_frames
 from mmtalker_jax.errors import InputError
 
 
@@ -76,25 +73,12 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
   return audio.astype(np.float32)
 
 
-def num_feature_frames(num_frames: int, fps: float, feature_rate: float) -> int:
-  """Feature frames whose centres fall within the first `num_frames` mesh frames."""
-  return max(0, math.ceil(num_frames * feature_rate / fps - 0.5))
+POWER_FLOOR = 1e-6  # added to mel power before the log
 
 
-def feature_to_frame(num_features: int, fps: float, feature_rate: float) -> np.ndarray:
-  """[num_features] int32: the mesh frame each feature frame belongs to."""
-  centres = (np.arange(num_features) + 0.5) / feature_rate
-  return np.floor(centres * fps + 1e-9).astype(np.int32)
-
-
-def crop_stride(fps: float, feature_rate: float) -> int:
-  """Smallest frame step s such that s frames span a whole number of feature frames.
-
-  Crops that start at a multiple of s keep the feature/frame mapping exact.
-  """
-  ratio = fractions.Fraction(feature_rate).limit_denominator(10_000) / \
-      fractions.Fraction(fps).limit_denominator(10_000)
-  return ratio.denominator
+def feature_floor() -> float:
+  """The log-mel value of silence (and of padding)."""
+  return float(np.log(np.float32(POWER_FLOOR)))
 
 
 _FEATURE_VERSION = 2  # bump when log_mel's numbers change, to invalidate caches
@@ -136,7 +120,7 @@ def log_mel(audio: np.ndarray, num_frames: int, fps: float,
   power = spectrum.real ** 2 + spectrum.imag ** 2
   basis = _mel_basis(sr, n_fft, int(params["n_mels"]), float(params["fmin"]),
                      float(params["fmax"]))
-  return np.log(power.astype(np.float32) @ basis.T + 1e-6).astype(np.float32)
+  return np.log(power.astype(np.float32) @ basis.T + POWER_FLOOR).astype(np.float32)
 
 
 def cached_log_mel(path: str | os.PathLike, num_frames: int, fps: float,

@@ -20,22 +20,28 @@ import numpy as np
 
 from mmtalker_jax.configlib import load_config
 from mmtalker_jax.data import audio as audio_lib
-from mmtalker_jax.data import safe_pickle
+from mmtalker_jax import safe_pickle
 from mmtalker_jax.data.corpus import in_split, pair_files, read_vertices
 from mmtalker_jax.errors import InputError, exit_on_input_error
 from mmtalker_jax.mesh.assets import load_mesh_assets
 
 
-def infer_data_config(root: str) -> ml_collections.ConfigDict:
-  """A data config read off the corpus itself (manifest.json if present)."""
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "configs", "default.py")
+
+
+def infer_data_config(root: str, base: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A data config read off the corpus itself (manifest.json if present).
+
+  Args:
+    root: the corpus folder.
+    base: a config's `data` section; what the corpus does not say (frame
+      stride, rates, tolerances) is taken from it.
+  """
   if not os.path.isdir(root):
     raise InputError(root, "corpus folder not found")
-  cfg = ml_collections.ConfigDict()
+  cfg = base.copy_and_resolve_references()
   cfg.root = root
-  cfg.frame_stride = 1
-  cfg.templates = "templates.pkl"
-  cfg.features = ml_collections.ConfigDict(dict(sample_rate=16000))
-  cfg.max_length_mismatch_seconds = 0.5
   manifest_path = os.path.join(root, "manifest.json")
   if os.path.isfile(manifest_path):
     try:
@@ -54,7 +60,6 @@ def infer_data_config(root: str) -> ml_collections.ConfigDict:
   meshes = sorted(glob.glob(os.path.join(root, "*.obj")) + glob.glob(os.path.join(root, "*.ply")))
   if not meshes:
     raise InputError(root, "no template .obj/.ply found; pass --config naming it")
-  cfg.fps = 30.0
   cfg.template_mesh = os.path.basename(meshes[0])
   cfg.regions = {}
   cfg.splits = {"all": {"subjects": [], "sentences": None}}
@@ -104,7 +109,7 @@ class Doctor:
 
     fps = float(cfg.fps)
     sr = int(cfg.features.sample_rate)
-    tolerance = float(cfg.get("max_length_mismatch_seconds", 0.5))
+    tolerance = float(cfg.max_length_mismatch_seconds)
     seconds = {}
     for seq in sequences:
       verts = self._try(read_vertices, seq.npy, num_v, int(cfg.frame_stride)) if num_v else None
@@ -153,7 +158,8 @@ def format_summary(s: dict) -> Iterable[str]:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description="Validates a FaceFormer-layout corpus.")
   parser.add_argument("root", help="corpus folder")
-  parser.add_argument("--config", help="config whose data section describes the corpus")
+  parser.add_argument("--config", help="config whose data section describes the corpus "
+                      "(default: read it off the corpus, the rest from configs/default.py)")
   args = parser.parse_args(argv)
 
   def run() -> int:
@@ -161,7 +167,7 @@ def main(argv=None) -> int:
       cfg = load_config(args.config).data
       cfg.root = args.root
     else:
-      cfg = infer_data_config(args.root)
+      cfg = infer_data_config(args.root, load_config(DEFAULT_CONFIG).data)
     doctor = Doctor(cfg)
     summary = doctor.run()
     if doctor.problems:

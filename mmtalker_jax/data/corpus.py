@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from mmtalker_jax.data import audio as audio_lib
-from mmtalker_jax.data import safe_pickle
+from mmtalker_jax import safe_pickle
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.mesh.assets import MeshAssets, load_mesh_assets
 

@@ -3,7 +3,8 @@
 Every batch is a dict of numpy arrays whose shapes depend only on its bucket,
 so a jitted step compiles once per bucket:
 
-  audio       [b, F, n_mels] float32  log-mel, F = num_feature_frames(T)
+  audio       [b, F, n_mels] float32  log-mel, F = num_feature_frames(T), padded
+                                      with the feature floor (silence)
   vertices    [b, T, V, 3]   float32  ground-truth meshes
   template    [b, V, 3]      float32  the subject's neutral face
   frame_mask  [b, T]         float32  1 on real frames, 0 on padding
@@ -23,6 +24,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
+from mmtalker_jax import alignment
 from mmtalker_jax.data import audio as audio_lib
 from mmtalker_jax.data.corpus import Corpus, Sequence
 
@@ -69,7 +71,7 @@ class Batcher:
     self.process_index = process_index
     fps = corpus.fps
     self.feature_rate = float(corpus.cfg.features.feature_rate)
-    self.crop_stride = audio_lib.crop_stride(fps, self.feature_rate)
+    self.crop_stride = alignment.crop_stride(fps, self.feature_rate)
     self._by_bucket: dict[int, list[int]] = {}
     for i, seq in enumerate(self.sequences):
       t = corpus.num_frames(seq)
@@ -121,12 +123,12 @@ class Batcher:
   def _assemble(self, bucket: int, rows: list[int], starts: list[int]) -> dict[str, np.ndarray]:
     corpus = self.corpus
     fps = corpus.fps
-    n_feat = audio_lib.num_feature_frames(bucket, fps, self.feature_rate)
+    n_feat = alignment.num_feature_frames(bucket, fps, self.feature_rate)
     v = corpus.assets.num_vertices
     n_mels = int(corpus.cfg.features.n_mels)
     b = len(rows)
     batch = {
-        "audio": np.zeros((b, n_feat, n_mels), np.float32),
+        "audio": np.full((b, n_feat, n_mels), audio_lib.feature_floor(), np.float32),
         "vertices": np.zeros((b, bucket, v, 3), np.float32),
         "template": np.zeros((b, v, 3), np.float32),
         "frame_mask": np.zeros((b, bucket), np.float32),
@@ -144,7 +146,7 @@ class Batcher:
       if t > bucket:  # training crop, at a frame where features align exactly
         n_starts = (t - bucket) // self.crop_stride + 1
         f0 = start % n_starts * self.crop_stride
-        j0 = audio_lib.num_feature_frames(f0, fps, self.feature_rate)
+        j0 = alignment.num_feature_frames(f0, fps, self.feature_rate)
         verts = verts[f0:f0 + bucket]
         feats = feats[j0:j0 + n_feat]
         t = bucket

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import time
 
-import jax.numpy as jnp
-import numpy as np
 
 from mmtalker_jax.data.audio import load_audio
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.inference import export
 from mmtalker_jax.inference.predictor import Predictor
 from mmtalker_jax.inference.subdivide import subdivide as subdivide_mesh
-from mmtalker_jax.models.points import interpolate
 
 
 def animate_file(ckpt: str, audio_path: str, style: str | None = None, out: str | None = None,
@@ -44,9 +41,7 @@ def animate_file(ckpt: str, audio_path: str, style: str | None = None, out: str 
   if out:
     export.write_npy(out, frames)
   if obj_dir:
-    uv = np.asarray(interpolate(jnp.asarray(assets.uv), assets.faces,
-                                jnp.asarray(sub.face_ids), jnp.asarray(sub.bary)))
-    export.write_obj_frames(obj_dir, frames, sub.faces, uv)
+    export.write_obj_frames(obj_dir, frames, sub.faces, sub.corner_values(assets.face_uv))
   if video:
     export.write_video(video, frames, sub.faces, predictor.fps, audio, sr)
   written = ", ".join(p for p in (out, obj_dir, video) if p)

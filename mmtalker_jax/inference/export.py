@@ -48,8 +48,9 @@ def write_npy(path: str, frames: np.ndarray) -> None:
     np.save(tmp, frames.astype(np.float32))
 
 
-def write_obj_frames(folder: str, frames: np.ndarray, faces: np.ndarray, uv: np.ndarray) -> None:
-  """frame_000000.obj ... one per frame, the template's topology and UVs."""
+def write_obj_frames(folder: str, frames: np.ndarray, faces: np.ndarray,
+                     face_uv: np.ndarray) -> None:
+  """frame_000000.obj ... one per frame, the template's topology and corner UVs [F,3,2]."""
   folder = os.path.abspath(folder)
   parent = os.path.dirname(folder)
   os.makedirs(parent, exist_ok=True)
@@ -57,7 +58,7 @@ def write_obj_frames(folder: str, frames: np.ndarray, faces: np.ndarray, uv: np.
   try:
     for t, verts in enumerate(frames):
       with open(os.path.join(tmp, f"frame_{t:06d}.obj"), "w", encoding="utf-8") as f:
-        f.write(mesh_io.obj_text(verts, faces, uv))
+        f.write(mesh_io.obj_text(verts, faces, face_uv))
     if os.path.isdir(folder):
       os.rmdir(folder)  # empty, as check_writable made sure
     os.replace(tmp, folder)

@@ -14,11 +14,23 @@ import numpy as np
 
 
 class Subdivision(NamedTuple):
-  """faces [F',3] of the subdivided mesh; every vertex as face_ids [V'] and bary [V',3]
-  on the base mesh."""
+  """A subdivided mesh located on its base mesh.
+
+  faces: [F',3] the subdivided mesh's faces.
+  face_ids, bary: [V'] and [V',3], every new vertex as a point of the base mesh.
+  face_base: [F'] the base face each new face lies in.
+  corner_bary: [F',3,3] each new face's corners as barycentrics of that base face.
+  """
   faces: np.ndarray
   face_ids: np.ndarray
   bary: np.ndarray
+  face_base: np.ndarray
+  corner_bary: np.ndarray
+
+  def corner_values(self, base_corner_values: np.ndarray) -> np.ndarray:
+    """Per-corner values [F,3,C] of the base mesh (e.g. seamed UVs) -> [F',3,C]."""
+    return np.einsum("fcj,fjd->fcd", self.corner_bary,
+                     base_corner_values[self.face_base]).astype(base_corner_values.dtype)
 
 
 def subdivide(faces: np.ndarray, levels: int) -> Subdivision:
@@ -47,4 +59,5 @@ def subdivide(faces: np.ndarray, levels: int) -> Subdivision:
   for c in range(3):
     face_ids[faces[:, c]] = base
     bary[faces[:, c]] = corner[:, c]
-  return Subdivision(faces.astype(np.int32), face_ids, bary)
+  return Subdivision(faces.astype(np.int32), face_ids, bary, base.astype(np.int32),
+                     corner.astype(np.float32))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Mapping, Sequence
 
@@ -23,17 +24,23 @@ class MeshAssets:
   Attributes:
     vertices: [V,3] float32 reference positions (the topology file's).
     faces: [F,3] int32.
-    uv: [V,2] float32, one UV per vertex.
+    face_uv: [F,3,2] float32, the UV of every face corner (the file's `vt`
+      exactly; a seam vertex has one UV per island).
+    vertex_uv: [V,2] float32, one UV per vertex: a seam vertex takes its UV
+      in its lowest-numbered face (`mesh.io.vertex_uv_of`).
     face_areas: [F] float32 surface areas of the reference mesh.
     graph: jraph.GraphsTuple of the edge graph (both directions).
     regions: {name: [n] int32 vertex indices}, e.g. 'lips', 'eye', 'upper_face'.
+    fingerprint: hex digest of the faces and corner UVs (`topology_fingerprint`).
   """
   vertices: np.ndarray
   faces: np.ndarray
-  uv: np.ndarray
+  face_uv: np.ndarray
+  vertex_uv: np.ndarray
   face_areas: np.ndarray
   graph: jraph.GraphsTuple
   regions: Mapping[str, np.ndarray]
+  fingerprint: str
 
   @property
   def num_vertices(self) -> int:
@@ -46,18 +53,18 @@ class MeshAssets:
   def vertex_points(self) -> tuple[np.ndarray, np.ndarray]:
     """Every vertex as a surface point (face id, barycentric weights).
 
+    Each vertex is taken through its lowest-numbered face, the face whose
+    corner UV `vertex_uv` holds, so a seam vertex is queried on that face's
+    island.
+
     Returns:
-      face_ids [V] int32 (a face containing the vertex), bary [V,3] float32
-      (one-hot on the vertex's corner of that face).
+      face_ids [V] int32, bary [V,3] float32 (one-hot on the vertex's corner).
     """
     face_ids = np.zeros(self.num_vertices, np.int32)
     corner = np.zeros(self.num_vertices, np.int64)
-    # Later faces overwrite earlier ones; any incident face is as good.
-    for c in range(3):
-      face_ids[self.faces[:, c]] = np.arange(self.num_faces, dtype=np.int32)
-    for c in range(3):
-      hit = self.faces[face_ids, c] == np.arange(self.num_vertices)
-      corner[hit] = c
+    used, first = np.unique(self.faces.reshape(-1), return_index=True)
+    face_ids[used] = first // 3
+    corner[used] = first % 3
     bary = np.eye(3, dtype=np.float32)[corner]
     return face_ids, bary
 
@@ -69,11 +76,26 @@ def triangle_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
   return (0.5 * np.linalg.norm(cross, axis=1)).astype(np.float32)
 
 
+def topology_fingerprint(faces: np.ndarray, face_uv: np.ndarray) -> str:
+  """A short digest of the faces and corner UVs (to 1e-6, the precision OBJ files keep).
+
+  Two meshes with the same fingerprint index vertices and map the surface to
+  UV identically, so a network trained on one runs on the other.
+  """
+  h = hashlib.sha256(np.ascontiguousarray(faces, "<i4").tobytes())
+  h.update(np.round(np.asarray(face_uv, np.float64) * 1e6).astype("<i8").tobytes())
+  return h.hexdigest()[:16]
+
+
 def build_mesh_assets(vertices: np.ndarray, faces: np.ndarray,
-                      uv: np.ndarray | None = None,
+                      face_uv: np.ndarray | None = None,
                       regions: Mapping[str, np.ndarray] | None = None,
                       source: str = "") -> MeshAssets:
-  """Builds MeshAssets from arrays; computes UVs when `uv` is None.
+  """Builds MeshAssets from arrays; computes UVs when `face_uv` is None.
+
+  Args:
+    vertices: [V,3]; faces: [F,3]; face_uv: [F,3,2] corner UVs or None (a
+      disk parameterization is computed, one UV per vertex).
 
   Raises:
     InputError: naming `source`, for out-of-range faces, a mesh that cannot be
@@ -84,18 +106,24 @@ def build_mesh_assets(vertices: np.ndarray, faces: np.ndarray,
   num_v = len(vertices)
   if faces.min() < 0 or faces.max() >= num_v:
     raise InputError(source, f"face index out of range for {num_v} vertices")
-  if uv is None:
+  if face_uv is None:
     try:
-      uv = disk_parameterization(vertices, faces)
+      face_uv = disk_parameterization(vertices, faces)[faces]
     except NotParameterizable as e:
       raise InputError(source, f"mesh has no UVs and cannot be parameterized: {e}") from None
+  face_uv = np.asarray(face_uv, np.float32)
+  if face_uv.shape != (len(faces), 3, 2):
+    raise InputError(source, f"corner UVs have shape {face_uv.shape}, expected "
+                     f"({len(faces)}, 3, 2)")
   areas = triangle_areas(vertices, faces)
   if areas.sum() <= 0:
     raise InputError(source, "all faces have zero area")
   return MeshAssets(
-      vertices=vertices, faces=faces, uv=np.asarray(uv, np.float32),
+      vertices=vertices, faces=faces, face_uv=face_uv,
+      vertex_uv=mesh_io.vertex_uv_of(faces, face_uv, num_v),
       face_areas=areas, graph=mesh_graph(faces, num_v),
-      regions={k: np.asarray(v, np.int32) for k, v in (regions or {}).items()})
+      regions={k: np.asarray(v, np.int32) for k, v in (regions or {}).items()},
+      fingerprint=topology_fingerprint(faces, face_uv))
 
 
 def load_mesh_assets(mesh_path: str | os.PathLike,
@@ -104,12 +132,12 @@ def load_mesh_assets(mesh_path: str | os.PathLike,
   """Reads a template OBJ/PLY and its region files.
 
   Args:
-    mesh_path: the topology file; its `vt` give the UVs when present.
+    mesh_path: the topology file; its corner `vt` give the UVs when present.
     regions_spec: {region: [source, ...]} as in `regions.load_regions`.
     regions_root: folder region sources are relative to (default: the mesh's).
   """
   raw = mesh_io.read_mesh(mesh_path)
   root = regions_root if regions_root is not None else os.path.dirname(os.fspath(mesh_path))
   regions = load_regions(root, regions_spec or {}, len(raw.vertices))
-  return build_mesh_assets(raw.vertices, raw.faces, raw.uv, regions,
+  return build_mesh_assets(raw.vertices, raw.faces, raw.face_uv, regions,
                            source=os.fspath(mesh_path))

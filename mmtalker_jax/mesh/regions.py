@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from mmtalker_jax.data import safe_pickle
+from mmtalker_jax import safe_pickle
 from mmtalker_jax.errors import InputError
 
 

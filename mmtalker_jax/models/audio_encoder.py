@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mmtalker_jax.data.audio import feature_to_frame
+from mmtalker_jax.alignment import feature_to_frame
 
 
 def pool_to_frames(x: jnp.ndarray, num_frames: int, fps: float,
@@ -28,11 +28,21 @@ def pool_to_frames(x: jnp.ndarray, num_frames: int, fps: float,
   return jnp.moveaxis(summed / jnp.maximum(counts, 1.0)[:, None, None], 0, 1)
 
 
+def feature_mask(frame_mask: jnp.ndarray, num_features: int, fps: float,
+                 feature_rate: float) -> jnp.ndarray:
+  """[B,T] frame mask -> [B,F]: a feature frame is real when its mesh frame is."""
+  ids = feature_to_frame(num_features, fps, feature_rate)
+  return jnp.take(frame_mask, jnp.asarray(ids), axis=1, mode="clip")
+
+
 class AudioEncoder(nn.Module):
   """Log-mel [B,F,n_mels] -> `levels` x [B,T,D], one level per residual conv block.
 
   Block l uses dilation 2^l, so deeper levels see longer spans of speech
-  (from phones to syllables); each level is pooled to mesh frames.
+  (from phones to syllables); each level is pooled to mesh frames. Every conv
+  reads zeros past the last real frame, exactly as past the end of an
+  unpadded sequence, so padding a sequence into a longer bucket changes
+  nothing in its real frames.
 
   Attributes:
     width: D.
@@ -47,13 +57,16 @@ class AudioEncoder(nn.Module):
   feature_rate: float
 
   @nn.compact
-  def __call__(self, mel: jnp.ndarray, num_frames: int) -> list[jnp.ndarray]:
+  def __call__(self, mel: jnp.ndarray, frame_mask: jnp.ndarray) -> list[jnp.ndarray]:
+    """mel: [B,F,n_mels]; frame_mask: [B,T] (1 = real frame). Returns L x [B,T,D]."""
     if self.feature_rate < self.fps:
       raise ValueError(f"feature_rate {self.feature_rate} must be >= fps {self.fps}")
+    num_frames = frame_mask.shape[1]
+    real = feature_mask(frame_mask, mel.shape[1], self.fps, self.feature_rate)[..., None]
     x = nn.gelu(nn.LayerNorm()(nn.Dense(self.width, name="input")(mel)))
     outputs = []
     for level in range(self.levels):
-      y = nn.LayerNorm()(x)
+      y = nn.LayerNorm()(x) * real
       y = nn.Conv(self.width, (self.kernel_size,), kernel_dilation=(2 ** level,),
                   padding="SAME", name=f"conv{level}")(y)
       x = x + nn.Dense(self.width, name=f"proj{level}")(nn.gelu(y))

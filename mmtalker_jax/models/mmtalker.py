@@ -12,11 +12,13 @@ from mmtalker_jax.mesh.assets import MeshAssets
 from mmtalker_jax.models.audio_encoder import AudioEncoder
 from mmtalker_jax.models.fusion import DualCrossAttention
 from mmtalker_jax.models.gcn import GeometryPooling, ResidualGCN
-from mmtalker_jax.models.points import fourier_features, interpolate
+from mmtalker_jax.models.points import fourier_features, interpolate, interpolate_corners
 from mmtalker_jax.models.regressor import Regressor
 from mmtalker_jax.models.sampler import SurfaceSample, area_logits, sample_triangles
 
 VERTICES = "vertices"
+# The model's batch inputs, in the order `encode` and `__call__` take them.
+INPUTS = ("audio", "template", "style", "frame_mask")
 
 
 def _is_vertices(points: Any) -> bool:
@@ -31,28 +33,30 @@ class MMTalker(nn.Module):
     num_styles: speaking styles (training subjects).
     fps, feature_rate: mesh and audio-feature rates.
     displacement_scale: metres (or the data's unit) per output unit.
-    The rest size the parts (see configs/default.py, `model`).
+    The rest size the parts; they have no defaults here: `config.model` is
+    their one home (see configs/default.py and `build_model`).
   """
   assets: MeshAssets
   num_styles: int
   fps: float
   feature_rate: float
   displacement_scale: float
-  width: int = 64
-  audio_levels: int = 3
-  conv_kernel: int = 5
-  gcn_blocks: int = 4
-  geometry_tokens: int = 16
-  num_heads: int = 4
-  attention_window: int = 192
-  attention_block: int = 64
-  regressor_hidden: int = 64
-  regressor_layers: int = 2
-  regressor_heads: int = 4
-  regressor_activation: str = "gelu"
-  regressor_rank: int = 0
-  uv_frequencies: int = 6
-  sampler_temperature: float = 1.0
+  width: int
+  audio_levels: int
+  conv_kernel: int
+  gcn_blocks: int
+  geometry_tokens: int
+  num_heads: int
+  attention_window: int
+  attention_block: int
+  token_window: int
+  regressor_hidden: int
+  regressor_layers: int
+  regressor_heads: int
+  regressor_activation: str
+  regressor_rank: int
+  uv_frequencies: int
+  sampler_temperature: float
 
   def setup(self):
     assets = self.assets
@@ -60,11 +64,12 @@ class MMTalker(nn.Module):
         area_logits(assets.face_areas, self.sampler_temperature)))  # [F]
     self.audio_encoder = AudioEncoder(self.width, self.audio_levels, self.conv_kernel,
                                       self.fps, self.feature_rate)
-    self.gcn = ResidualGCN(assets.graph, assets.uv, self.width, self.gcn_blocks,
+    self.gcn = ResidualGCN(assets.graph, assets.vertex_uv, self.width, self.gcn_blocks,
                            self.uv_frequencies)
     self.pool = GeometryPooling(self.geometry_tokens)
     self.style_embedding = nn.Embed(self.num_styles, self.width)
-    self.fusion = DualCrossAttention(self.num_heads, self.attention_window, self.attention_block)
+    self.fusion = DualCrossAttention(self.num_heads, self.attention_window, self.attention_block,
+                                     self.token_window)
     self.regressor = Regressor(self.regressor_hidden, self.regressor_layers, self.regressor_heads,
                                self.regressor_activation, self.regressor_rank)
 
@@ -79,14 +84,16 @@ class MMTalker(nn.Module):
       frame_mask: [B,T] 1 on real frames; T sets the output length.
 
     Returns:
-      {'motion': [B,T,D] per-frame motion, 'tokens': [B,G,D] geometry tokens,
-       'geometry': [B,V,D] per-vertex features, 'template': [B,V,3]}.
+      {'motion': [B,T,D] per-frame motion, 'tokens': [B,G,D] geometry tokens
+       (of the template alone: the points query them, so point features do not
+       depend on the audio), 'geometry': [B,V,D] per-vertex features,
+       'template': [B,V,3]}.
     """
-    levels = self.audio_encoder(audio, frame_mask.shape[1])
+    levels = self.audio_encoder(audio, frame_mask)
     geometry = self.gcn(template)
     tokens = self.pool(geometry)
     initial = jnp.broadcast_to(self.style_embedding(style)[:, None], levels[0].shape)
-    motion, tokens = self.fusion(levels, tokens, frame_mask, initial)
+    motion, _ = self.fusion(levels, tokens, frame_mask, initial)
     return {"motion": motion, "tokens": tokens, "geometry": geometry, "template": template}
 
   def encode_points(self, encoded: dict[str, jnp.ndarray], face_ids: jnp.ndarray,
@@ -98,7 +105,7 @@ class MMTalker(nn.Module):
       [B,K,3], the neutral face at the points.
     """
     faces = self.assets.faces
-    uv = interpolate(jnp.asarray(self.assets.uv), faces, face_ids, bary)  # [K,2]
+    uv = interpolate_corners(jnp.asarray(self.assets.face_uv), face_ids, bary)  # [K,2]
     point_geometry = interpolate(encoded["geometry"], faces, face_ids, bary)  # [B,K,D]
     points = self.regressor.encode_points(fourier_features(uv, self.uv_frequencies),
                                           point_geometry, encoded["tokens"])

@@ -24,6 +24,21 @@ def interpolate(values: jnp.ndarray, faces: np.ndarray, face_ids: jnp.ndarray,
   return jnp.einsum("...kjc,kj->...kc", gathered, bary.astype(values.dtype))
 
 
+def interpolate_corners(corner_values: jnp.ndarray, face_ids: jnp.ndarray,
+                        bary: jnp.ndarray) -> jnp.ndarray:
+  """Barycentric blend of per-corner values (e.g. UVs across seams) at surface points.
+
+  Args:
+    corner_values: [F,3,C] a value at each corner of each face.
+    face_ids: [K] int face of each point.
+    bary: [K,3] barycentric weights.
+
+  Returns:
+    [K,C].
+  """
+  return jnp.einsum("kjc,kj->kc", corner_values[face_ids], bary.astype(corner_values.dtype))
+
+
 def fourier_features(uv: jnp.ndarray, num_frequencies: int) -> jnp.ndarray:
   """[..., 2] UV in [0,1] -> [..., 2 + 4 * num_frequencies] (uv, sin, cos at octaves)."""
   freqs = (2.0 ** jnp.arange(num_frequencies)) * jnp.pi

@@ -2,38 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
-import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
 from mmtalker_jax import metrics
+from mmtalker_jax.data import long_form
 from mmtalker_jax.data.corpus import Corpus, Sequence
 from mmtalker_jax.data.pipeline import Batcher
-from mmtalker_jax.models.mmtalker import MMTalker
+from mmtalker_jax.inference.decoder import ChunkedDecoder
+from mmtalker_jax.inference.predictor import Predictor
+from mmtalker_jax.models.mmtalker import INPUTS, MMTalker
 from mmtalker_jax.training import sharding
 
 METRICS = ("lve", "eve", "fdd", "fdd_abs", "mve")
-INPUTS = ("audio", "template", "style", "frame_mask")
 
 
-def make_predict_fn(model: MMTalker) -> Callable:
-  """jit(params, batch) -> vertices [B,T,V,3] = template + predicted displacement."""
-
-  @jax.jit
-  def predict(params, batch):
-    disp, _ = model.apply({"params": params}, *(batch[k] for k in INPUTS))
-    return batch["template"][:, None] + disp
-
-  return predict
+def make_decoder(model: MMTalker, chunk_frames: int) -> ChunkedDecoder:
+  """The chunked decoder, gathering every host's rows (evaluation runs on all hosts)."""
+  return ChunkedDecoder(model, chunk_frames,
+                        to_host=lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)))
 
 
-def predict_split(predict: Callable, params, batcher: Batcher, mesh) -> Iterator[tuple[Sequence, dict]]:
+def predict_split(decoder: ChunkedDecoder, params, batcher: Batcher,
+                  mesh) -> Iterator[tuple[Sequence, dict]]:
   """Yields (sequence, {'pred','gt','template'} [T,V,3]/[V,3] numpy) for a split, in order."""
   for local in batcher.epoch(0):
     batch = sharding.global_batch({k: local[k] for k in INPUTS}, mesh)
-    pred = np.asarray(multihost_utils.process_allgather(predict(params, batch), tiled=True))
+    pred = decoder(params, batch)
     rows = multihost_utils.process_allgather(
         {k: local[k] for k in ("seq_index", "vertices", "template")}, tiled=True)
     for r, i in enumerate(np.asarray(rows["seq_index"])):
@@ -89,7 +86,37 @@ def mean_training_motion(corpus: Corpus) -> np.ndarray:
   return (total / max(frames, 1)).astype(np.float32)
 
 
-def evaluate(predict: Callable, params, batcher: Batcher, mesh, mean_motion: np.ndarray,
+def score(outputs: Iterable[tuple[Any, dict]], regions: dict[str, np.ndarray],
+          mean_motion: np.ndarray,
+          on_sequence: Callable[[Any, np.ndarray], None] | None = None) -> dict:
+  """Metrics of named predictions and of two baselines over a stream of sequences.
+
+  Args:
+    outputs: (sequence, {'preds': {row: [T,V,3]}, 'gt': [T,V,3], 'template': [V,3]});
+      the first row is the model's and goes to `on_sequence`.
+    regions: the mesh's vertex regions.
+    mean_motion: [V,3] the mean training displacement (a baseline).
+
+  Returns:
+    {row: {...}, 'static_template': {...}, 'mean_motion': {...}, 'sequences': n},
+    raw (unscaled) values, rows in order.
+  """
+  acc: dict[str, MetricAccumulator] = {}
+  n = 0
+  for seq, out in outputs:
+    static = np.broadcast_to(out["template"], out["gt"].shape)
+    rows = {**out["preds"], "static_template": static, "mean_motion": static + mean_motion}
+    for name, pred in rows.items():
+      acc.setdefault(name, MetricAccumulator(regions)).add(pred, out["gt"], out["template"])
+    if on_sequence is not None:
+      on_sequence(seq, next(iter(out["preds"].values())))
+    n += 1
+  result = {name: a.result() for name, a in acc.items()}
+  result["sequences"] = n
+  return result
+
+
+def evaluate(decoder: ChunkedDecoder, params, batcher: Batcher, mesh, mean_motion: np.ndarray,
              on_sequence: Callable[[Sequence, np.ndarray], None] | None = None) -> dict:
   """Metrics of the model and of two baselines on the batcher's split.
 
@@ -97,17 +124,35 @@ def evaluate(predict: Callable, params, batcher: Batcher, mesh, mean_motion: np.
     {'model': {...}, 'static_template': {...}, 'mean_motion': {...},
      'sequences': n}, raw (unscaled) values.
   """
-  regions = batcher.corpus.assets.regions
-  acc = {name: MetricAccumulator(regions) for name in ("model", "static_template", "mean_motion")}
-  n = 0
-  for seq, out in predict_split(predict, params, batcher, mesh):
-    static = np.broadcast_to(out["template"], out["gt"].shape)
-    acc["model"].add(out["pred"], out["gt"], out["template"])
-    acc["static_template"].add(static, out["gt"], out["template"])
-    acc["mean_motion"].add(static + mean_motion, out["gt"], out["template"])
-    if on_sequence is not None:
-      on_sequence(seq, out["pred"])
-    n += 1
-  result = {name: a.result() for name, a in acc.items()}
-  result["sequences"] = n
-  return result
+  outputs = ((seq, {"preds": {"model": out["pred"]}, "gt": out["gt"],
+                    "template": out["template"]})
+             for seq, out in predict_split(decoder, params, batcher, mesh))
+  return score(outputs, batcher.corpus.assets.regions, mean_motion, on_sequence)
+
+
+def evaluate_long(predictor: Predictor, corpus: Corpus, split: str, seconds: float,
+                  mean_motion: np.ndarray,
+                  on_sequence: Callable[[long_form.LongSequence, np.ndarray], None] | None = None
+                  ) -> dict:
+  """Metrics on a split's sentences joined into sequences of `seconds` (`long_form.join`).
+
+  Rows: 'model' (each long sequence predicted in one piece), 'model_per_sentence'
+  (the same audio predicted one sentence at a time and joined: the same
+  frames, so the two rows compare directly), and the two baselines.
+  """
+  def outputs():
+    for long in long_form.join(corpus, split, seconds):
+      style = predictor.styles[corpus.style_index(long.subject)]
+      template = corpus.templates[long.subject]
+      whole = predictor.animate(long.audio, style, template=template)
+      alone, cache = [], {}
+      for part in long.parts:
+        audio = long.part_audio(part)
+        key = (part.sequence.name, len(audio))
+        if key not in cache:
+          cache[key] = predictor.animate(audio, style, template=template)
+        alone.append(cache[key])
+      yield long, {"preds": {"model": whole, "model_per_sentence": np.concatenate(alone)},
+                   "gt": long.vertices, "template": template}
+
+  return score(outputs(), corpus.assets.regions, mean_motion, on_sequence)

@@ -14,7 +14,7 @@ from mmtalker_jax.mesh.assets import MeshAssets
 from mmtalker_jax.models.mmtalker import MMTalker, build_model
 from mmtalker_jax.training import checkpoint, sharding
 from mmtalker_jax.training.optimizer import make_optimizer
-from mmtalker_jax.training.trainer import create_state
+from mmtalker_jax.training.state import create_state
 
 
 @dataclasses.dataclass
@@ -65,6 +65,11 @@ def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets) -> Rest
                      f"trained on a mesh of {meta['num_vertices']} vertices/{meta['num_faces']} "
                      f"faces, but the data's template has {assets.num_vertices}/"
                      f"{assets.num_faces}")
+  if meta.get("topology", assets.fingerprint) != assets.fingerprint:
+    raise InputError(os.path.join(workdir, checkpoint.CHECKPOINTS, str(step)),
+                     f"trained on topology {meta['topology']}, but the data's template is "
+                     f"{assets.fingerprint}: same sizes, different faces or UVs "
+                     "(a checkpoint only runs on the mesh it was trained on)")
   model = build_model(config, assets, len(meta["styles"]))
   mesh = sharding.make_mesh()
   abstract = jax.eval_shape(lambda k: create_state(model, make_optimizer(config.train),

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -13,14 +11,7 @@ import optax
 from mmtalker_jax import losses
 from mmtalker_jax.models.mmtalker import VERTICES, MMTalker
 from mmtalker_jax.models.points import interpolate
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything that changes during training (a pytree; sharded and checkpointed)."""
-  step: jnp.ndarray
-  params: Any
-  opt_state: Any
+from mmtalker_jax.training.state import TrainState
 
 
 def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,

@@ -6,12 +6,10 @@ import functools
 import os
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from mmtalker_jax import fileio
-from mmtalker_jax.data import audio as audio_lib
 from mmtalker_jax.data.corpus import Corpus
 from mmtalker_jax.data.pipeline import Batcher, prefetch
 from mmtalker_jax.data.synthetic import corpus as synthtalk
@@ -20,7 +18,8 @@ from mmtalker_jax.models.mmtalker import build_model
 from mmtalker_jax.training import checkpoint, evaluation, report, sharding
 from mmtalker_jax.training.optimizer import learning_rate_schedule, make_optimizer
 from mmtalker_jax.training.progress import MetricsLog, Progress
-from mmtalker_jax.training.step import TrainState, train_step
+from mmtalker_jax.training.state import create_state
+from mmtalker_jax.training.step import train_step
 
 
 class TrainingDiverged(RuntimeError):
@@ -40,28 +39,6 @@ def ensure_corpus(data_cfg: ml_collections.ConfigDict) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils
     multihost_utils.sync_global_devices("synthtalk")
-
-
-def example_inputs(model, data_cfg: ml_collections.ConfigDict, batch_size: int,
-                   num_frames: int) -> dict:
-  """Zero inputs of the model's batch shapes (for init and abstract restores)."""
-  f = audio_lib.num_feature_frames(num_frames, model.fps, model.feature_rate)
-  return {"audio": np.zeros((batch_size, f, int(data_cfg.features.n_mels)), np.float32),
-          "template": np.repeat(model.assets.vertices[None], batch_size, 0),
-          "style": np.zeros((batch_size,), np.int32),
-          "frame_mask": np.ones((batch_size, num_frames), np.float32)}
-
-
-def create_state(model, optimizer, data_cfg: ml_collections.ConfigDict, key: jax.Array,
-                 mesh) -> TrainState:
-  """Initialises parameters and optimizer state directly onto their shardings."""
-  x = example_inputs(model, data_cfg, 1, min(data_cfg.bucket_frames))
-
-  def init(key):
-    params = model.init({"params": key}, *(x[k] for k in evaluation.INPUTS))["params"]
-    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
-
-  return jax.jit(init, out_shardings=sharding.replicated(mesh))(key)
 
 
 def make_train_step(model, optimizer, config: ml_collections.ConfigDict, mesh,
@@ -115,7 +92,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = create_state(model, optimizer, config.data, jax.random.fold_in(root_key, 0), mesh)
   n_params = sum(p.size for p in jax.tree_util.tree_leaves(state.params))
   meta = {"num_vertices": corpus.assets.num_vertices, "num_faces": corpus.assets.num_faces,
-          "styles": corpus.train_subjects}
+          "topology": corpus.assets.fingerprint, "styles": corpus.train_subjects}
 
   # ---------------------------------------------------------- checkpoint ----
   mngr = checkpoint.manager(workdir, tc.keep_checkpoints)
@@ -141,13 +118,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   step_fn = make_train_step(model, optimizer, config, mesh)
   vertex_every = int(config.loss.vertex_every)
   vertex_step_fn = make_train_step(model, optimizer, config, mesh, with_vertex_loss=True)
-  predict = evaluation.make_predict_fn(model)
+  decoder = evaluation.make_decoder(model, config.decode.chunk_frames)
   sample_key = jax.random.fold_in(root_key, 1)
   lr = learning_rate_schedule(tc)
   scale = report.scales(config.scale)
 
   def validate() -> dict:
-    result = evaluation.evaluate(predict, state.params, val_data, mesh, mean_motion)
+    result = evaluation.evaluate(decoder, state.params, val_data, mesh, mean_motion)
     return {f"val_{k}": v for k, v in result["model"].items()}
 
   # ---------------------------------------------------------------- loop ----

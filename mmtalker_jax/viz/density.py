@@ -35,15 +35,15 @@ def diverging_colours(log_ratio: np.ndarray, limit: float) -> np.ndarray:
   return np.where(t >= 0, white + (red - white) * t, white + (blue - white) * (-t))
 
 
-def density_figure(vertices: np.ndarray, faces: np.ndarray, uv: np.ndarray, ratio: np.ndarray,
-                   size: int = 512) -> Image.Image:
-  """UV plane | front view, each face flat-coloured by log2(ratio)."""
+def density_figure(vertices: np.ndarray, faces: np.ndarray, face_uv: np.ndarray,
+                   ratio: np.ndarray, size: int = 512) -> Image.Image:
+  """UV plane (corner UVs [F,3,2], seams and all) | front view, faces coloured by log2(ratio)."""
   log_ratio = np.log2(np.maximum(ratio, 1e-12))
   limit = max(1.0, float(np.percentile(np.abs(log_ratio), 99)))
   colours = np.repeat(diverging_colours(log_ratio, limit), 3, axis=0)  # per face corner
   flat = faces.reshape(-1)
   tri = np.arange(len(flat)).reshape(-1, 3)
-  uv3 = np.concatenate([uv[flat], np.zeros((len(flat), 1))], axis=1)
+  uv3 = np.concatenate([face_uv.reshape(-1, 2), np.zeros((len(flat), 1))], axis=1)
   uv_img = raster.render(uv3, tri, colours, size, bounds=(np.zeros(3), np.ones(3)), shade=False)
   face_img = raster.render(vertices[flat], tri, colours, size)
   image = Image.fromarray(np.concatenate([uv_img, face_img], axis=1))
@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     assets = restored.model.assets
     ratio = relative_density(np.asarray(restored.params["face_logits"]), assets.face_areas,
                              restored.model.sampler_temperature)
-    image = density_figure(assets.vertices, assets.faces, assets.uv, ratio, args.size)
+    image = density_figure(assets.vertices, assets.faces, assets.face_uv, ratio, args.size)
     with fileio.atomic_path(args.out) as tmp:
       image.save(tmp, format="PNG")
     print(f"wrote {args.out}: density from {ratio.min():.2f}x to {ratio.max():.1f}x uniform "

@@ -4,7 +4,7 @@ import argparse
 import time
 
 from mmtalker_jax.configlib import load_config
-from mmtalker_jax.data.synthetic.corpus import SynthSpec, generate, spec_from_config, write_preview
+from mmtalker_jax.data.synthetic.corpus import SynthSpec, generate, spec_from_config
 from mmtalker_jax.errors import exit_on_input_error
 
 
@@ -14,7 +14,6 @@ def main() -> None:
   parser.add_argument("--seed", type=int, default=None, help="default: the config's (0)")
   parser.add_argument("--config", default=None,
                       help="take the corpus size from this config's data.synthetic")
-  parser.add_argument("--no-preview", action="store_true", help="skip preview.png")
   args = parser.parse_args()
 
   def run():
@@ -27,8 +26,7 @@ def main() -> None:
     n = len(manifest["subjects"]["train"]) + len(manifest["subjects"]["unseen"])
     print(f"SynthTalk: {n} subjects x {spec.num_sentences} sentences, "
           f"{manifest['num_vertices']} vertices, written to {args.out} in {elapsed:.1f} s")
-    if not args.no_preview:
-      print(f"preview: {write_preview(args.out)}")
+    print(f"a picture of it: python -m mmtalker_jax.viz.preview {args.out}")
 
   exit_on_input_error(run)
 

@@ -3,7 +3,7 @@
 <out>/wav/<subject>_<sentence>.wav           16 kHz mono PCM-16
 <out>/vertices_npy/<subject>_<sentence>.npy  [T, V*3] float32
 <out>/templates.pkl                          {subject: [V,3] float32}
-<out>/template.obj                           topology with UVs (mean face)
+<out>/template.obj                           topology with a seamed UV atlas (mean face)
 <out>/regions.json                           {region: [vertex ids]}
 <out>/manifest.json                          fps, sample rate, subjects, splits
 
@@ -154,7 +154,7 @@ def generate(out: str | os.PathLike, spec: SynthSpec = SynthSpec(),
       write(job, _render_take(spec, uv, *job))
 
   mean = face.face_positions(uv, face.mean_shape())
-  mesh_io.write_obj(os.path.join(out, "template.obj"), mean, faces, uv)
+  mesh_io.write_obj(os.path.join(out, "template.obj"), mean, faces, face.uv_atlas(uv, faces))
   fileio.write_bytes(os.path.join(out, "templates.pkl"),
                      pickle.dumps(templates, protocol=4))
   regions = {k: v.tolist() for k, v in face.regions(uv).items()}
@@ -198,24 +198,3 @@ def spec_from_config(data_cfg) -> SynthSpec:
                    max_seconds=float(s.max_seconds), fps=float(data_cfg.fps),
                    sample_rate=int(data_cfg.features.sample_rate),
                    vertex_spacing=float(s.vertex_spacing))
-
-
-def write_preview(out: str | os.PathLike) -> str:
-  """Draws <out>/preview.png: the mean template's regions and the widest-open frame."""
-  from mmtalker_jax.mesh import io as mio
-  from mmtalker_jax.data import safe_pickle
-  from mmtalker_jax.viz.preview import corpus_preview
-
-  out = os.fspath(out)
-  raw = mio.read_mesh(os.path.join(out, "template.obj"))
-  with open(os.path.join(out, "regions.json"), encoding="utf-8") as f:
-    regions = {k: np.asarray(v) for k, v in json.load(f).items()}
-  manifest = json.load(open(os.path.join(out, "manifest.json"), encoding="utf-8"))
-  subject = manifest["subjects"]["train"][0]
-  template = safe_pickle.load_templates(os.path.join(out, "templates.pkl"))[subject]
-  verts = np.load(os.path.join(out, "vertices_npy", sequence_name(subject, 1) + ".npy"))
-  verts = verts.reshape(len(verts), -1, 3)
-  frame = verts[np.argmax(np.abs(verts - template).max(axis=(1, 2)))]
-  path = os.path.join(out, "preview.png")
-  corpus_preview(path, template, raw.faces, regions, frame)
-  return path

@@ -86,6 +86,28 @@ def make_topology(spacing: float = 0.02) -> tuple[np.ndarray, np.ndarray]:
   return uv.astype(np.float32), faces
 
 
+def uv_atlas(uv: np.ndarray, faces: np.ndarray, seam_u: float = 0.2) -> np.ndarray:
+  """The template's texture atlas: two islands with a seam, like FLAME's.
+
+  Faces whose centre lies left of `seam_u` (the left cheek and temple) form a
+  second island, moved to the right of the first; the vertices along the cut
+  carry one UV per island. Positions, regions and motion stay functions of
+  the continuous `uv`; only the OBJ's texture coordinates are the atlas.
+
+  Args:
+    uv: [V,2] the continuous face coordinates.
+    faces: [F,3].
+
+  Returns:
+    [F,3,2] float32 corner UVs in [0,1]^2.
+  """
+  corner = uv[faces].astype(np.float64)  # [F,3,2]
+  second = corner[:, :, 0].mean(axis=1) < seam_u
+  corner[second, :, 0] += 1.0
+  corner[:, :, 0] /= 1.25  # both islands side by side in [0,1]
+  return corner.astype(np.float32)
+
+
 def _bump(u, v, cu, cv, su, sv):
   return np.exp(-((u - cu) / su) ** 2 - ((v - cv) / sv) ** 2)
 

@@ -1,0 +1,80 @@
+"""The one decode path: whole sequences to vertices, in chunks of frames.
+
+Evaluation, `evaluate.py --save-pred/--render` and `predict.py` all call
+`ChunkedDecoder`. A batch is encoded in one call (time and memory linear in
+its length: every attention is local), the per-point features are computed
+once, and the per-frame regressor runs over chunks of `chunk_frames` frames,
+so [B,T,K,H] activations are never held at once. Frames do not interact in
+the regressor: chunking changes nothing in the result.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mmtalker_jax.models.mmtalker import INPUTS, MMTalker
+
+
+class ChunkedDecoder:
+  """(params, inputs) -> vertices [B,T,K,3] = template + displacement, on the host.
+
+  Args:
+    model: the network.
+    chunk_frames: frames per regressor call (one compiled chunk shape).
+    to_host: turns a (possibly sharded, multi-host) device array into numpy;
+      default np.asarray.
+  """
+
+  def __init__(self, model: MMTalker, chunk_frames: int,
+               to_host: Callable[[jax.Array], np.ndarray] = np.asarray):
+    self.model = model
+    self.chunk = int(chunk_frames)
+    self.to_host = to_host
+    self._encode = jax.jit(lambda p, *x: model.apply({"params": p}, *x, method=model.encode))
+    self._points = jax.jit(lambda p, enc, f, b: model.apply(
+        {"params": p}, enc, f, b, method=model.encode_points))
+
+    chunk = self.chunk
+
+    def frames(p, pts, motion, mask, start):
+      """Vertices of frames [start, start + chunk) (past T: padding)."""
+      pad = (0, chunk)
+      m = jax.lax.dynamic_slice_in_dim(jnp.pad(motion, ((0, 0), pad, (0, 0))), start, chunk, 1)
+      k = jax.lax.dynamic_slice_in_dim(jnp.pad(mask, ((0, 0), pad)), start, chunk, 1)
+      disp = model.apply({"params": p}, pts, m, k, method=model.decode_frames)
+      return pts["template"][:, None] + disp
+
+    self._frames = jax.jit(frames)
+
+  def __call__(self, params, inputs: dict, points: tuple[np.ndarray, np.ndarray] | None = None,
+               num_frames: int | None = None) -> np.ndarray:
+    """Predicts every frame of a batch.
+
+    Args:
+      params: the model's parameters.
+      inputs: 'audio' [B,F,n_mels], 'template' [B,V,3], 'style' [B],
+        'frame_mask' [B,T] (numpy, or global device arrays).
+      points: (face_ids [K], bary [K,3]) to predict at; default every vertex.
+      num_frames: keep only the first frames (default all T).
+
+    Returns:
+      [B,T',K,3] float32 numpy vertices; padded frames hold the template.
+    """
+    if points is None:
+      points = self.model.assets.vertex_points()
+    face_ids, bary = jnp.asarray(points[0]), jnp.asarray(points[1])
+    encoded = self._encode(params, *(inputs[k] for k in INPUTS))
+    at_points = self._points(params, encoded, face_ids, bary)
+    b, t = np.shape(inputs["frame_mask"])
+    t_out = t if num_frames is None else min(int(num_frames), t)
+    out = np.empty((b, t_out, len(points[0]), 3), np.float32)
+    for c0 in range(0, t_out, self.chunk):
+      c1 = min(c0 + self.chunk, t_out)
+      chunk = self._frames(params, at_points, encoded["motion"], inputs["frame_mask"],
+                           np.int32(c0))
+      out[:, c0:c1] = self.to_host(chunk)[:, :c1 - c0]
+    return out

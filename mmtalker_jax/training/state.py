@@ -1,0 +1,45 @@
+"""The train state and its creation, shared by the trainer and checkpoint readers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mmtalker_jax import alignment
+from mmtalker_jax.models.mmtalker import INPUTS
+from mmtalker_jax.training import sharding
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training (a pytree; sharded and checkpointed)."""
+  step: jnp.ndarray
+  params: Any
+  opt_state: Any
+
+
+def example_inputs(model, data_cfg: ml_collections.ConfigDict, batch_size: int,
+                   num_frames: int) -> dict:
+  """Zero inputs of the model's batch shapes (for init and abstract restores)."""
+  f = alignment.num_feature_frames(num_frames, model.fps, model.feature_rate)
+  return {"audio": np.zeros((batch_size, f, int(data_cfg.features.n_mels)), np.float32),
+          "template": np.repeat(model.assets.vertices[None], batch_size, 0),
+          "style": np.zeros((batch_size,), np.int32),
+          "frame_mask": np.ones((batch_size, num_frames), np.float32)}
+
+
+def create_state(model, optimizer, data_cfg: ml_collections.ConfigDict, key: jax.Array,
+                 mesh) -> TrainState:
+  """Initialises parameters and optimizer state directly onto their shardings."""
+  x = example_inputs(model, data_cfg, 1, min(data_cfg.bucket_frames))
+
+  def init(key):
+    params = model.init({"params": key}, *(x[k] for k in INPUTS))["params"]
+    return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))(key)
