@@ -12,6 +12,8 @@ import trimesh
 
 from mmtalker_jax.inference.predictor import Predictor, num_frames_for
 from mmtalker_jax.inference.subdivide import subdivide
+from mmtalker_jax.mesh.assets import build_mesh_assets
+from mmtalker_jax.mesh.io import read_mesh
 from mmtalker_jax.training.restore import restore
 from mmtalker_jax.viz import raster
 from tests.meshes import disk_mesh
@@ -61,6 +63,12 @@ def test_subdivision_keeps_vertices_and_puts_new_ones_on_the_surface():
   area = lambda v, f: trimesh.Trimesh(v, f, process=False).area
   assert area(pos, sub.faces) == pytest.approx(area(verts, faces), rel=1e-5)
   assert (sub.bary >= -1e-7).all() and np.allclose(sub.bary.sum(1), 1)
+  # Vertices are placed through their lowest base face, as vertex_points does, so
+  # seam vertices keep one island's UV at every level.
+  face_ids, bary = build_mesh_assets(verts, faces).vertex_points()
+  for level in (0, 2):
+    np.testing.assert_array_equal(subdivide(faces, level).face_ids[:80], face_ids)
+    np.testing.assert_array_equal(subdivide(faces, level).bary[:80], bary)
 
 
 def test_predict_writes_npy_objs_and_video_with_sound(run_dir, speech, tmp_path):
@@ -79,7 +87,8 @@ def test_predict_writes_npy_objs_and_video_with_sound(run_dir, speech, tmp_path)
   mesh = trimesh.load(objs / names[3], process=False, maintain_order=True)
   np.testing.assert_array_equal(mesh.faces, assets.faces)
   np.testing.assert_allclose(mesh.vertices, frames[3], atol=1e-5)
-  np.testing.assert_allclose(mesh.visual.uv, assets.uv, atol=1e-5)
+  # Seams and all: every corner's UV is the template's.
+  np.testing.assert_allclose(read_mesh(objs / names[3]).face_uv, assets.face_uv, atol=1e-5)
   n_video, _ = imageio_ffmpeg.count_frames_and_secs(str(mp4))
   assert n_video == t
   probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-i", str(mp4)],
@@ -109,14 +118,42 @@ def test_long_audio_is_linear_and_chunking_leaves_no_seam(run_dir, speech):
   assert len(small) == num_frames_for(len(long), 16000, 30.0)
 
 
-def test_silence_gives_a_near_neutral_face(run_dir):
+def test_silence_keeps_the_mouth_still_and_speech_moves_it(run_dir, speech):
   restored = restore(str(run_dir))
   predictor = Predictor(restored)
-  frames = predictor.animate(np.zeros(32000, np.float32), "SynthTalk_S01")
   template = predictor.template("SynthTalk_S01")
   lips = restored.model.assets.regions["lips"]
-  # The lips stay within a millimetre of the neutral face (in speech they move ~10 mm).
-  assert np.linalg.norm(frames - template, axis=-1)[:, lips].max() < 1e-3
+  audio, _ = sf.read(speech, dtype="float32")
+
+  def lip_motion(frames):  # per frame, the largest lip displacement from neutral
+    return np.linalg.norm(frames - template, axis=-1)[:, lips].max(axis=1)
+
+  still = lip_motion(predictor.animate(np.zeros_like(audio), "SynthTalk_S01"))
+  moving = lip_motion(predictor.animate(audio, "SynthTalk_S01"))
+  # Silence: the lips stay within a millimetre of neutral, and hardly vary; the
+  # same length of speech moves them several times as much, and varies over time.
+  assert still.max() < 1e-3
+  assert moving.max() > 3 * still.max() and moving.std() > 3 * still.std()
+
+
+def test_evaluate_save_pred_equals_predict_on_the_same_wav(run_dir, tiny_corpus_root, tmp_path):
+  proc = cli("evaluate.py", "--ckpt", str(run_dir), "--split", "val", "--save-pred",
+             str(tmp_path / "pred"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  name = sorted(os.listdir(tmp_path / "pred"))[-1]
+  stem, style = name[:-len(".npy")].split("_condition_")
+  out = tmp_path / "predict.npy"
+  proc = cli("predict.py", "--ckpt", str(run_dir), "--audio",
+             os.path.join(tiny_corpus_root, "wav", stem + ".wav"), "--style", style,
+             "--out", str(out))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  predicted = np.load(out)
+  evaluated = np.load(tmp_path / "pred" / name).reshape(predicted.shape)
+  template = Predictor(restore(str(run_dir))).template(style)
+  motion = np.abs(evaluated - template).max()
+  assert motion > 1e-4
+  # One decode path: batched, bucketed evaluation and single-file prediction agree.
+  np.testing.assert_allclose(predicted, evaluated, atol=1e-4 * motion)
 
 
 @pytest.mark.parametrize("make,message", [

@@ -184,17 +184,27 @@ def test_evaluate_prints_table_and_writes_json_and_predictions(trained_run, tmp_
   assert "static template" in proc.stdout and "mean motion" in proc.stdout
   result = json.loads(out.read_text())
   assert set(result) == {"model", "static_template", "mean_motion", "scale", "split",
-                         "sequences", "step"}
+                         "sequences", "step", "long_seconds"}
   assert set(result["model"]) == {"lve", "eve", "fdd", "fdd_abs", "mve"}
   assert result["split"] == "val" and result["step"] == 20 and result["sequences"] == 2
   preds = sorted(os.listdir(tmp_path / "pred"))
   assert preds == ["SynthTalk_S01_sentence05_condition_SynthTalk_S01.npy",
                    "SynthTalk_S02_sentence05_condition_SynthTalk_S02.npy"]
-  arr = np.load(tmp_path / "pred" / preds[0])
-  corpus_meta = json.loads((trained_run / "config.json").read_text())
-  assert arr.ndim == 2 and arr.shape[1] % 3 == 0 and corpus_meta["data"]["fps"] == 30.0
+  # Predictions have the truth's frames and vertices ([T, V*3], as the community writes them).
+  corpus = Corpus(_run_data_cfg(trained_run))
+  seqs = {s.name: s for s in corpus.split("val")}
+  truths = [corpus.vertices(seqs[p.split("_condition_")[0]]) for p in preds]
+  templates = [corpus.template(seqs[p.split("_condition_")[0]]) for p in preds]
+  for p, truth in zip(preds, truths):
+    assert np.load(tmp_path / "pred" / p).shape == (len(truth), truth.shape[1] * 3)
   # The static baseline is exactly zero motion: its MVE is the mean displacement of the truth.
-  assert result["static_template"]["mve"] > result["model"]["mve"] * 0.5
+  disp = np.concatenate([np.linalg.norm(g - t, axis=-1).ravel() for g, t in zip(truths, templates)])
+  assert result["static_template"]["mve"] == pytest.approx(disp.mean(), rel=1e-5)
+
+
+def _run_data_cfg(workdir):
+  from ml_collections import ConfigDict
+  return ConfigDict(json.loads((workdir / "config.json").read_text())["data"])
 
 
 def _one_line_error(proc, *fragments):
@@ -227,6 +237,20 @@ def test_evaluate_refuses_data_of_another_mesh(trained_run, tmp_path):
                             min_seconds=1.0, max_seconds=2.0, vertex_spacing=0.09), workers=1)
   _one_line_error(cli("evaluate.py", "--ckpt", str(trained_run), "--data", str(other)),
                   "trained on a mesh of", "but the data's template has")
+
+
+def test_evaluate_refuses_the_same_sizes_with_other_uvs(trained_run, tiny_corpus_root, tmp_path):
+  import shutil
+  other = tmp_path / "moved_uvs"
+  shutil.copytree(tiny_corpus_root, other, ignore=shutil.ignore_patterns(".feature_cache"))
+  obj = other / "template.obj"
+  lines = obj.read_text().splitlines()
+  k = next(i for i, l in enumerate(lines) if l.startswith("vt "))
+  u, v = map(float, lines[k].split()[1:])
+  lines[k] = f"vt {u + 0.01:.6f} {v:.6f}"  # one texture coordinate moved
+  obj.write_text("\n".join(lines) + "\n")
+  _one_line_error(cli("evaluate.py", "--ckpt", str(trained_run), "--data", str(other)),
+                  "trained on topology", "different faces or UVs")
 
 
 def test_unknown_config_field_is_one_line(tmp_path, tiny_corpus_root):

@@ -54,10 +54,15 @@ def subdivide(faces: np.ndarray, levels: int) -> Subdivision:
     corner = np.concatenate([np.stack([c0, m01, m20], 1), np.stack([c1, m12, m01], 1),
                              np.stack([c2, m20, m12], 1), np.stack([m01, m12, m20], 1)])
     base = np.tile(base, 4)
+  # Every vertex is placed through the lowest-numbered base face around it, the
+  # rule MeshAssets.vertex_points follows, so a vertex on a UV seam takes the
+  # same island's UV at every level (and level 0 equals vertex_points).
+  order = np.argsort(base, kind="stable")
+  used, first = np.unique(faces[order].reshape(-1), return_index=True)
+  child, c = order[first // 3], first % 3
   face_ids = np.zeros(num_v, np.int32)
   bary = np.zeros((num_v, 3), np.float32)
-  for c in range(3):
-    face_ids[faces[:, c]] = base
-    bary[faces[:, c]] = corner[:, c]
+  face_ids[used] = base[child]
+  bary[used] = corner[child, c]
   return Subdivision(faces.astype(np.int32), face_ids, bary, base.astype(np.int32),
                      corner.astype(np.float32))

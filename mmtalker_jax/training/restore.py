@@ -45,9 +45,9 @@ def restore(ckpt: str, assets: MeshAssets | None = None) -> Restored:
   """
   mngr, workdir, step = checkpoint.open_for_reading(ckpt)
   config, meta = checkpoint.read_config(mngr, step)
-  templates = {}
+  saved, templates = checkpoint.load_mesh(workdir)
   if assets is None:
-    assets, templates = checkpoint.load_mesh(workdir)
+    assets = saved
   restored = _restore_onto(mngr, workdir, step, config, meta, assets)
   restored.templates = templates
   return restored
