@@ -1,5 +1,6 @@
 """predict.py and pictures: frame counts, OBJ/MP4 outputs, subdivision, renders, bad input."""
 
+import json
 import os
 import subprocess
 import sys
@@ -218,3 +219,20 @@ def test_evaluate_renders_comparisons(run_dir, tmp_path):
   assert len(videos) == 2 and all(v.endswith(".mp4") for v in videos)
   n, _ = imageio_ffmpeg.count_frames_and_secs(str(tmp_path / "r" / videos[0]))
   assert n > 10
+
+
+def test_evaluate_long_joins_sentences_and_compares_with_per_sentence(run_dir, tmp_path):
+  out = tmp_path / "long.json"
+  proc = cli("evaluate.py", "--ckpt", str(run_dir), "--split", "val", "--long", "6",
+             "--out", str(out), "--save-pred", str(tmp_path / "pred"))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert "joined into 6 s sequences" in proc.stdout and "model per sentence" in proc.stdout
+  result = json.loads(out.read_text())
+  assert result["long_seconds"] == 6 and result["sequences"] == 2  # one per val subject
+  for row in ("model", "model_per_sentence", "static_template", "mean_motion"):
+    assert np.isfinite(result[row]["lve"]) and result[row]["lve"] > 0
+  # Same frames in both model rows, so the baselines are those of the joined truth.
+  preds = sorted(os.listdir(tmp_path / "pred"))
+  assert preds == ["SynthTalk_S01_long01_condition_SynthTalk_S01.npy",
+                   "SynthTalk_S02_long01_condition_SynthTalk_S02.npy"]
+  assert np.load(tmp_path / "pred" / preds[0]).shape[0] >= 6 * 30

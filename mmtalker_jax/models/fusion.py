@@ -66,11 +66,14 @@ class FusionBlock(nn.Module):
     window: temporal self-attention reach (frames).
     block: frames per block (temporal attention tiles and token blocks).
     token_window: frames each block's tokens see on either side.
+    update_tokens: run geometry -> audio (the last level skips it: nothing
+      reads its tokens).
   """
   num_heads: int
   window: int
   block: int
   token_window: int
+  update_tokens: bool = True
 
   @nn.compact
   def __call__(self, motion, speech, tokens, frame_mask):
@@ -85,9 +88,10 @@ class FusionBlock(nn.Module):
     queries = to_blocks(nn.LayerNorm()(x), self.block)  # [B,N,w,D]
     looked = attend("audio_to_geometry")(queries, tokens)
     x = x + looked.reshape(b, -1, d)[:, :t]
-    ctx, ctx_mask = block_context(nn.LayerNorm()(x), frame_mask, self.block, self.token_window)
-    tokens = tokens + attend("geometry_to_audio")(nn.LayerNorm()(tokens), ctx,
-                                                  mask=ctx_mask[:, :, None, None, :])
+    if self.update_tokens:
+      ctx, ctx_mask = block_context(nn.LayerNorm()(x), frame_mask, self.block, self.token_window)
+      tokens = tokens + attend("geometry_to_audio")(nn.LayerNorm()(tokens), ctx,
+                                                    mask=ctx_mask[:, :, None, None, :])
     x = x + ALiBiSelfAttention(self.num_heads, self.window, self.block,
                                name="temporal")(nn.LayerNorm()(x), frame_mask)
     y = nn.Dense(2 * d)(nn.LayerNorm()(x))
@@ -110,5 +114,6 @@ class DualCrossAttention(nn.Module):
     motion = initial_motion
     for i, speech in enumerate(levels):
       motion, tokens = FusionBlock(self.num_heads, self.window, self.block, self.token_window,
+                                   update_tokens=i < len(levels) - 1,
                                    name=f"level{i}")(motion, speech, tokens, frame_mask)
     return nn.LayerNorm(name="out_norm")(motion), tokens
