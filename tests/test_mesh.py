@@ -12,7 +12,7 @@ from mmtalker_jax.mesh import io as mesh_io
 from mmtalker_jax.mesh.assets import build_mesh_assets, load_mesh_assets
 from mmtalker_jax.mesh.parameterize import NotParameterizable, disk_parameterization
 from mmtalker_jax.mesh.regions import load_regions
-from tests.meshes import disk_mesh
+from tests.meshes import disk_mesh, seamed_atlas
 
 
 def signed_areas(uv, faces):
@@ -63,19 +63,14 @@ def test_obj_round_trip_keeps_order_and_uvs(tmp_path):
 
 
 def flame_like_obj(path, num_vertices=400, seed=0):
-  """An OBJ written the way FLAME's is: a two-island atlas, more vt than v, vt
-  numbered apart from v (shuffled), quads and triangles mixed in is not needed.
+  """An OBJ written the way FLAME's is: a two-island atlas, more vt than v, and
+  vt numbered apart from v (shuffled).
 
-  Returns (vertices, faces, face_uv) as the file states them.
+  Returns (vertices, faces, face_uv, island) as the file states them.
   """
   rng = np.random.default_rng(seed)
   verts, faces = disk_mesh(num_vertices)
-  flat = verts[:, :2] - verts[:, :2].min(0)
-  flat = flat / flat.max()
-  corner = flat[faces].copy()  # [F,3,2]
-  island = verts[faces][:, :, 0].mean(1) < np.quantile(verts[:, 0], 0.3)
-  corner[island, :, 0] = corner[island, :, 0] * 0.2 + 2.0  # moved away, squeezed
-  corner[:, :, 0] /= 2.5
+  corner, island = seamed_atlas(verts, faces)
   # One vt per distinct (vertex, island) pair, in a shuffled order.
   keys = np.stack([faces, np.broadcast_to(island[:, None], faces.shape)], -1).reshape(-1, 2)
   uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
@@ -88,7 +83,7 @@ def flame_like_obj(path, num_vertices=400, seed=0):
   lines += ["f " + " ".join(f"{a + 1}/{b + 1}" for a, b in zip(f, t))
             for f, t in zip(faces, vt_index)]
   path.write_text("\n".join(lines) + "\n")
-  return verts, faces, np.round(corner, 6).astype(np.float32), island
+  return verts, faces, corner, island
 
 
 def test_flame_like_atlas_with_seams_keeps_every_corner_uv(tmp_path):

@@ -269,20 +269,21 @@ def test_padding_changes_nothing_alone_in_any_bucket_or_batch_position():
   floor = float(np.log(1e-6))
   x = inputs(model, 1, 37, seed=3)
   params = randomize_output(init(model, x))
-  alone = np.asarray(apply(model, params, x)[0])[0]
+  forward = jax.jit(lambda p, x: model.apply({"params": p}, **x)[0])  # one compile per shape
+  alone = np.asarray(forward(params, x))[0]
   motion = np.abs(alone - np.asarray(x["template"])[0]).max()
   assert motion > 1e-3
-  for t_pad in (40, 64, 100):  # within a block, a block boundary, several blocks
-    out = np.asarray(apply(model, params, padded(x, t_pad, floor))[0])[0, :37]
+  for t_pad in (40, 100):  # within the first block; across several blocks
+    out = np.asarray(forward(params, padded(x, t_pad, floor)))[0, :37]
     np.testing.assert_allclose(out, alone, atol=1e-5 * motion)
   # In a batch of three of bucket 64, at every position, beside other sequences.
   others = inputs(model, 2, 64, seed=4)
   one = padded(x, 64, floor)
   for pos in range(3):
     batch = {k: jnp.concatenate([others[k][:pos], one[k], others[k][pos:]]) for k in x}
-    out = np.asarray(apply(model, params, batch)[0])[pos, :37]
-    np.testing.assert_allclose(out, alone, atol=1e-5 * motion)
-    assert np.isfinite(np.asarray(apply(model, params, batch)[0])).all()
+    out = np.asarray(forward(params, batch))
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out[pos, :37], alone, atol=1e-5 * motion)
 
 
 def test_long_input_is_local_the_start_ignores_audio_minutes_later():
@@ -292,10 +293,11 @@ def test_long_input_is_local_the_start_ignores_audio_minutes_later():
   model = small_model(80)
   x = inputs(model, 1, 640, seed=5)
   params = randomize_output(init(model, x))
-  out = np.asarray(apply(model, params, x)[0])[0]
+  forward = jax.jit(lambda p, x: model.apply({"params": p}, **x)[0])
+  out = np.asarray(forward(params, x))[0]
   f_cut = alignment.num_feature_frames(400, 30.0, 100.0)
-  changed = x["audio"].at[:, f_cut:].set(jax.random.normal(jax.random.key(9), (1, x["audio"].shape[1] - f_cut, 20)))
-  other = np.asarray(apply(model, params, dict(x, audio=changed))[0])[0]
+  noise = jax.random.normal(jax.random.key(9), (1, x["audio"].shape[1] - f_cut, 20))
+  other = np.asarray(forward(params, dict(x, audio=x["audio"].at[:, f_cut:].set(noise))))[0]
   motion = np.abs(out - np.asarray(x["template"])[0]).max()
   np.testing.assert_allclose(other[:200], out[:200], atol=1e-5 * motion)
   assert np.abs(other[400:] - out[400:]).max() > 1e-3 * motion  # where the audio changed
