@@ -1,9 +1,11 @@
-"""Model figures: parameters, compile time, forward time and peak memory.
+"""Model figures: parameters, compile time, forward time and peak memory; the sampler's time.
 
 10 s of audio (T = 300 frames at 30 fps) at V = 5023 all-vertex output, batch 1,
-with the default config's model on this machine's JAX backend.
+with the default config's model on this machine's JAX backend. Then the
+triangle sampler (jitted, per call) at BIWI's face count for several K.
 
   python bench/model.py [--vertices 5023] [--seconds 10] [--repeats 5]
+                        [--sampler-faces 46000] [--sampler-points 256 1024 4096]
 """
 
 import argparse
@@ -23,6 +25,21 @@ from configs import default  # noqa: E402
 from mmtalker_jax import alignment  # noqa: E402
 from mmtalker_jax.mesh.assets import build_mesh_assets  # noqa: E402
 from mmtalker_jax.models.mmtalker import build_model  # noqa: E402
+from mmtalker_jax.models.sampler import sample_triangles  # noqa: E402
+
+
+def sampler_time(num_faces: int, num_points: int, repeats: int) -> float:
+  """Median seconds per jitted draw of `num_points` points over `num_faces` faces."""
+  logits = jax.random.normal(jax.random.key(0), (num_faces,))
+  areas = jax.random.uniform(jax.random.key(1), (num_faces,), minval=0.5, maxval=1.5)
+  draw = jax.jit(lambda lg, a, k: sample_triangles(lg, a, k, num_points, 1.0, 0.05))
+  jax.block_until_ready(draw(logits, areas, jax.random.key(2)))
+  times = []
+  for i in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(draw(logits, areas, jax.random.key(3 + i)))
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
 
 
 def disk_face(num_vertices: int, seed: int = 0):
@@ -40,6 +57,8 @@ def main():
   parser.add_argument("--vertices", type=int, default=5023)
   parser.add_argument("--seconds", type=float, default=10.0)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--sampler-faces", type=int, default=46_000)
+  parser.add_argument("--sampler-points", type=int, nargs="+", default=[256, 1024, 4096])
   args = parser.parse_args()
 
   config = default.get_config()
@@ -81,6 +100,9 @@ def main():
           f"args {mem.argument_size_in_bytes / 2**20:.1f} MiB, "
           f"output {mem.output_size_in_bytes / 2**20:.1f} MiB")
   print(f"peak process RSS   {peak_rss:.0f} MiB")
+  for k in args.sampler_points:
+    ms = sampler_time(args.sampler_faces, k, max(args.repeats, 10)) * 1000
+    print(f"sampler            F={args.sampler_faces:,} faces, K={k}: {ms:.2f} ms per draw")
 
 
 if __name__ == "__main__":

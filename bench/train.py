@@ -68,7 +68,7 @@ def main():
   compiles = step_fn._cache_size()
   total = sum(steady)
   print(f"config             {args.config} on {mesh.devices.size} {jax.default_backend()} device(s)")
-  print(f"batch              {config.train.global_batch_size} sequences, K={config.train.num_points} "
+  print(f"batch              {config.train.global_batch_size} sequences, K={config.sampler.num_points} "
         f"points, buckets {tuple(config.data.bucket_frames)} frames")
   print(f"compile            {np.mean(compile_times):.1f} s per bucket (first step of each of "
         f"{len(compile_times)} buckets, {sum(compile_times):.1f} s in all)")

@@ -43,9 +43,10 @@ def synthtalk_data(spec: SynthSpec, root: str) -> ml_collections.ConfigDict:
 def size_for_accelerators(config: ml_collections.ConfigDict) -> None:
   """Batch, steps, model width and the all-vertex loss for a GPU/TPU run (in place)."""
   config.loss.vertex_every = 20
-  config.train.update(dict(global_batch_size=32, num_steps=50_000, num_points=1024,
-                           learning_rate=1e-3, warmup_steps=1000, eval_every=2000,
-                           log_every=100, keep_checkpoints=3))
+  config.sampler.num_points = 1024
+  config.train.update(dict(global_batch_size=32, num_steps=50_000, learning_rate=1e-3,
+                           warmup_steps=1000, eval_every=2000, log_every=100,
+                           keep_checkpoints=3))
   config.model.update(dict(width=128, regressor_hidden=128, regressor_layers=2,
                            geometry_tokens=32, attention_window=256, token_window=256))
   config.eval.batch_size = 8
@@ -63,10 +64,16 @@ def get_config() -> ml_collections.ConfigDict:
       # crop (max bucket_frames), so long inputs see what training saw.
       token_window=192, regressor_hidden=48,
       regressor_layers=1, regressor_heads=4, regressor_activation="relu", regressor_rank=32,
-      uv_frequencies=6,
-      sampler_temperature=1.0))
+      uv_frequencies=6))
+  # Where and how densely a training step supervises the surface
+  # (models/sampler.py): K points from p = (1 - epsilon) q + epsilon p_area,
+  # q = softmax(logits / temperature) ('learned') or p_area ('area'); the point
+  # loss weighs errors by (p_area / p) ** alpha (1: unbiased area-uniform
+  # objective; 0: the error where the points fall). See README, "Sampling".
+  config.sampler = ml_collections.ConfigDict(dict(
+      num_points=256, temperature=1.0, epsilon=0.0, mode="learned", alpha=1.0))
   config.train = ml_collections.ConfigDict(dict(
-      global_batch_size=8, num_steps=2000, num_points=256, learning_rate=2e-3,
+      global_batch_size=8, num_steps=2000, learning_rate=2e-3,
       warmup_steps=100, end_lr_factor=0.05, weight_decay=1e-4, grad_clip=1.0,
       log_every=50, eval_every=400, keep_checkpoints=2, prefetch=2))
   config.eval = ml_collections.ConfigDict(dict(batch_size=4, render_sequences=3))

@@ -15,7 +15,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.update(dict(width=32, audio_levels=2, gcn_blocks=2, geometry_tokens=8,
                            num_heads=2, attention_window=64, attention_block=32, token_window=64,
                            regressor_hidden=32, regressor_heads=2, uv_frequencies=4))
-  config.train.update(dict(global_batch_size=4, num_steps=40, num_points=64, warmup_steps=5,
+  config.sampler.num_points = 64
+  config.train.update(dict(global_batch_size=4, num_steps=40, warmup_steps=5,
                            learning_rate=3e-3, log_every=10, eval_every=20))
   config.eval.batch_size = 4
   return config

@@ -5,6 +5,7 @@ Padded frames and masked points never enter a mean.
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 
@@ -19,15 +20,17 @@ def _frame_point_mean(err: jnp.ndarray, frame_mask: jnp.ndarray, point_weights: 
 
 def point_mse(pred: jnp.ndarray, target: jnp.ndarray, weights: jnp.ndarray,
               frame_mask: jnp.ndarray, point_mask: jnp.ndarray | None = None) -> jnp.ndarray:
-  """Importance-weighted squared error at sampled surface points.
+  """Weighted squared error at sampled surface points.
 
-  With weights = p_area / p_sample this is an unbiased estimate of the
-  area-weighted mean squared displacement error over the surface, and its
-  gradient moves the sampling logits toward the error (see models/sampler.py).
+  With weights (p_area / p) ** alpha: alpha = 1 makes this an unbiased estimate
+  of the area-weighted mean squared error over the surface (the density only
+  lowers its variance); alpha = 0 is the error where the points fall (the
+  density decides what is fitted). The weights carry no gradient: the logits
+  learn from `density_surrogate`.
 
   Args:
     pred, target: [B,T,K,3].
-    weights: [K] importance weights.
+    weights: [K] loss weights.
     frame_mask: [B,T].
     point_mask: [K] 1 for points that count (for sweeps over K), or None.
 
@@ -35,7 +38,35 @@ def point_mse(pred: jnp.ndarray, target: jnp.ndarray, weights: jnp.ndarray,
     Scalar: mean over real frames and points of w_k * ||pred - target||^2.
   """
   err = jnp.sum((pred - target) ** 2, axis=-1)
-  return _frame_point_mean(err, frame_mask, weights, point_mask)
+  return _frame_point_mean(err, frame_mask, jax.lax.stop_gradient(weights), point_mask)
+
+
+def density_surrogate(pred: jnp.ndarray, target: jnp.ndarray, importance: jnp.ndarray,
+                      log_p: jnp.ndarray, frame_mask: jnp.ndarray,
+                      point_mask: jnp.ndarray | None = None) -> jnp.ndarray:
+  """A term whose value is 0 and whose gradient trains the sampling logits.
+
+  Its gradient is an unbiased estimate of that of the cross-entropy
+  -sum_f p_area(f) e(f) log p(f) (e: the mean squared error on face f), which
+  p proportional to p_area * e minimises: the importance distribution of
+  least variance. Samples move to where the error is, whatever alpha the
+  point loss uses. (With alpha = 1 this is exactly the gradient the logits
+  would get through differentiable weights p_area / p.)
+
+  Args:
+    pred, target: [B,T,K,3] (no gradient is taken through them).
+    importance: [K] p_area / p.
+    log_p: [K] log p(face) of each point, differentiable in the logits.
+    frame_mask: [B,T].
+    point_mask: [K] or None.
+
+  Returns:
+    Scalar 0 with the gradient described.
+  """
+  err = jax.lax.stop_gradient(jnp.sum((pred - target) ** 2, axis=-1))
+  term = _frame_point_mean(err, frame_mask, -jax.lax.stop_gradient(importance) * log_p,
+                           point_mask)
+  return term - jax.lax.stop_gradient(term)
 
 
 def velocity_loss(pred: jnp.ndarray, target: jnp.ndarray, frame_mask: jnp.ndarray,
@@ -56,7 +87,7 @@ def velocity_loss(pred: jnp.ndarray, target: jnp.ndarray, frame_mask: jnp.ndarra
   dt = target[:, 1:] - target[:, :-1]
   pair = frame_mask[:, 1:] * frame_mask[:, :-1]
   err = jnp.sum((dp - dt) ** 2, axis=-1)
-  w = jnp.ones(err.shape[-1], err.dtype) if weights is None else weights
+  w = jnp.ones(err.shape[-1], err.dtype) if weights is None else jax.lax.stop_gradient(weights)
   return _frame_point_mean(err, pair, w, point_mask)
 
 

@@ -15,6 +15,7 @@ from mmtalker_jax.data.pipeline import Batcher
 from mmtalker_jax.mesh.assets import build_mesh_assets
 from mmtalker_jax.models.audio_encoder import pool_to_frames
 from mmtalker_jax.models.gcn import normalized_aggregate
+from mmtalker_jax.models.sampler import SamplerSettings
 from mmtalker_jax.models.mmtalker import MMTalker, build_model
 from mmtalker_jax.models.temporal import ALiBiSelfAttention, alibi_slopes
 from mmtalker_jax.training.state import TrainState
@@ -24,8 +25,8 @@ from tests.meshes import disk_mesh, seamed_atlas
 SMALL = dict(width=16, audio_levels=2, conv_kernel=3, gcn_blocks=2, geometry_tokens=4,
              num_heads=2, attention_window=32, attention_block=16, token_window=32,
              regressor_hidden=16, regressor_layers=2, regressor_heads=2,
-             regressor_activation="gelu", regressor_rank=4, uv_frequencies=3,
-             sampler_temperature=1.0)
+             regressor_activation="gelu", regressor_rank=4, uv_frequencies=3)
+SAMPLER = SamplerSettings(temperature=1.0, epsilon=0.0, learned=True, alpha=1.0)
 
 
 def small_model(num_vertices, fps=30.0, feature_rate=100.0, num_styles=3, seams=False):
@@ -71,7 +72,7 @@ def test_output_shapes(b, t, v, k, fps, rate):
   model = small_model(v, fps, rate)
   x = inputs(model, b, t)
   params = randomize_output(init(model, x))
-  disp, aux = apply(model, params, x, points=None, num_points=k)
+  disp, aux = apply(model, params, x, points=None, num_points=k, sampler=SAMPLER)
   assert disp.shape == (b, t, k, 3) and np.isfinite(disp).all()
   assert aux["face_ids"].shape == (k,) and aux["bary"].shape == (k, 3)
   assert aux["weights"].shape == (k,) and aux["template"].shape == (b, k, 3)
@@ -217,7 +218,8 @@ def test_sampler_logits_get_a_finite_nonzero_gradient_from_the_loss(tiny_config,
   x = {k: batch[k] for k in ("audio", "template", "style", "frame_mask")}
   params = init(model, x)
   grads = jax.jit(jax.grad(
-      lambda p: compute_losses(p, model, batch, jax.random.key(1), config.loss, 64)[0]))(params)
+      lambda p: compute_losses(p, model, batch, jax.random.key(1), config.loss, 64,
+                               SAMPLER)[0]))(params)
   g = np.asarray(grads["face_logits"])
   assert np.isfinite(g).all() and np.abs(g).max() > 0
   for leaf in jax.tree_util.tree_leaves(grads):
@@ -242,7 +244,8 @@ def test_overfits_a_handful_of_sequences(tiny_config, data_cfg):
   optimizer = optax.adam(3e-3)
   state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
   step = jax.jit(functools.partial(train_step, model=model, optimizer=optimizer,
-                                   loss_cfg=tiny_config.loss, num_points=128))
+                                   loss_cfg=tiny_config.loss, num_points=128,
+                                   sampler=SAMPLER))
   before = float(vertex_error(params))
   losses = []
   for _ in range(150):

@@ -18,6 +18,7 @@ import pytest
 from mmtalker_jax.data.corpus import Corpus
 from mmtalker_jax.data.pipeline import Batcher
 from mmtalker_jax.models.mmtalker import build_model
+from mmtalker_jax.models.sampler import sampler_settings
 from mmtalker_jax.training import checkpoint
 from mmtalker_jax.training.state import TrainState
 from mmtalker_jax.training.step import compute_losses, train_step
@@ -49,7 +50,8 @@ def test_one_train_step_on_made_up_data(tiny_config, data_cfg):
   state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
   step = jax.jit(lambda s, b: train_step(s, b, jax.random.key(0), model=model,
                                          optimizer=optimizer, loss_cfg=tiny_config.loss,
-                                         num_points=32))
+                                         num_points=32,
+                                         sampler=sampler_settings(tiny_config.sampler)))
   new, metrics = step(state, batch)
   assert int(new.step) == 1 and np.isfinite(float(metrics["loss"]))
   # The output layer starts at zero, so step 1 moves it and the sampling logits...
@@ -68,6 +70,7 @@ def test_scheduled_vertex_loss_adds_the_all_vertex_mse(tiny_config, data_cfg):
   x = [batch[k] for k in ("audio", "template", "style", "frame_mask")]
   params = jax.jit(model.init)({"params": jax.random.key(0)}, *x)["params"]
   fn = jax.jit(lambda p: compute_losses(p, model, batch, jax.random.key(0), tiny_config.loss, 32,
+                                        sampler_settings(tiny_config.sampler),
                                         with_vertex_loss=True))
   total, parts = fn(params)
   # At initialisation the prediction is the template: the all-vertex MSE is the
@@ -120,6 +123,8 @@ DATA_PARALLEL = textwrap.dedent("""
     from mmtalker_jax.data.corpus import Corpus
     from mmtalker_jax.data.pipeline import Batcher
     from mmtalker_jax.models.mmtalker import build_model
+from mmtalker_jax.models.sampler import sampler_settings
+    from mmtalker_jax.models.sampler import sampler_settings
     from mmtalker_jax.training.step import compute_losses
     assert jax.device_count() == 8
     cfg = tiny.get_config()
@@ -135,7 +140,7 @@ DATA_PARALLEL = textwrap.dedent("""
       data = {{k: jax.device_put(v, NamedSharding(mesh, P("data"))) for k, v in batch.items()}}
       p = jax.device_put(params, NamedSharding(mesh, P()))
       fn = jax.jit(jax.value_and_grad(lambda p, b: compute_losses(
-          p, model, b, jax.random.key(3), cfg.loss, 64)[0]))
+          p, model, b, jax.random.key(3), cfg.loss, 64, sampler_settings(cfg.sampler))[0]))
       loss, grads = fn(p, data)
       assert len(data["audio"].sharding.device_set) == len(devices)
       return float(loss), jax.tree_util.tree_leaves(jax.device_get(grads))

@@ -14,7 +14,8 @@ from mmtalker_jax.models.fusion import DualCrossAttention
 from mmtalker_jax.models.gcn import GeometryPooling, ResidualGCN
 from mmtalker_jax.models.points import fourier_features, interpolate, interpolate_corners
 from mmtalker_jax.models.regressor import Regressor
-from mmtalker_jax.models.sampler import SurfaceSample, area_logits, sample_triangles
+from mmtalker_jax.models.sampler import (SamplerSettings, SurfaceSample, area_logits,
+                                         sample_triangles)
 
 VERTICES = "vertices"
 # The model's batch inputs, in the order `encode` and `__call__` take them.
@@ -56,12 +57,12 @@ class MMTalker(nn.Module):
   regressor_activation: str
   regressor_rank: int
   uv_frequencies: int
-  sampler_temperature: float
 
   def setup(self):
     assets = self.assets
+    # Area-uniform at temperature 1 (at temperature t: p_area ** (1/t), renormalised).
     self.face_logits = self.param("face_logits", lambda _: jnp.asarray(
-        area_logits(assets.face_areas, self.sampler_temperature)))  # [F]
+        area_logits(assets.face_areas)))  # [F]
     self.audio_encoder = AudioEncoder(self.width, self.audio_levels, self.conv_kernel,
                                       self.fps, self.feature_rate)
     self.gcn = ResidualGCN(assets.graph, assets.vertex_uv, self.width, self.gcn_blocks,
@@ -126,38 +127,42 @@ class MMTalker(nn.Module):
     points = self.encode_points(encoded, face_ids, bary)
     return self.decode_frames(points, encoded["motion"], frame_mask), points["template"]
 
-  def sample_points(self, num_points: int) -> SurfaceSample:
-    """K points from the learned distribution (uses the 'sample' RNG stream)."""
+  def sample_points(self, num_points: int, sampler: SamplerSettings) -> SurfaceSample:
+    """K points from the sampling distribution (uses the 'sample' RNG stream)."""
     return sample_triangles(self.face_logits, jnp.asarray(self.assets.face_areas),
-                            self.make_rng("sample"), num_points, self.sampler_temperature)
+                            self.make_rng("sample"), num_points, sampler.temperature,
+                            sampler.epsilon, sampler.learned)
 
   def __call__(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
                frame_mask: jnp.ndarray, points: Any = VERTICES,
-               num_points: int | None = None) -> tuple[jnp.ndarray, dict]:
+               num_points: int | None = None,
+               sampler: SamplerSettings | None = None) -> tuple[jnp.ndarray, dict]:
     """Predicts displacements (`encode` then `decode`).
 
     Args:
       audio, template, style, frame_mask: as in `encode`.
       points: where to predict: VERTICES (every vertex), a (face_ids [K],
-        bary [K,3]) pair, or None to draw `num_points` points from the learned
-        distribution (needs the 'sample' RNG stream).
-      num_points: K when sampling.
+        bary [K,3]) pair, or None to draw `num_points` points with `sampler`'s
+        settings (needs the 'sample' RNG stream).
+      num_points, sampler: K and the settings, when sampling.
 
     Returns:
       displacements [B,T,K,3] (K = V for VERTICES), and aux with
-      'face_ids' [K], 'bary' [K,3], 'weights' [K] (importance weights; ones
+      'face_ids' [K], 'bary' [K,3], 'weights' [K] (importance weights p_area/p;
+      ones unless sampled), 'log_p' [K] (log p of each point's face, zeros
       unless sampled) and 'template' [B,K,3] (the neutral face at the points).
     """
     if points is None:
-      sample = self.sample_points(num_points)
+      sample = self.sample_points(num_points, sampler)
     else:
       face_ids, bary = self.assets.vertex_points() if _is_vertices(points) else points
+      k = jnp.shape(face_ids)
       sample = SurfaceSample(jnp.asarray(face_ids), jnp.asarray(bary),
-                             jnp.ones(jnp.shape(face_ids), jnp.float32))
+                             jnp.ones(k, jnp.float32), jnp.zeros(k, jnp.float32))
     encoded = self.encode(audio, template, style, frame_mask)
     displacements, at_points = self.decode(encoded, sample.face_ids, sample.bary, frame_mask)
     aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
-           "template": at_points}
+           "log_p": sample.log_p, "template": at_points}
     return displacements, aux
 
 

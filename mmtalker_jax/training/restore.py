@@ -70,7 +70,12 @@ def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets) -> Rest
                      f"trained on topology {meta['topology']}, but the data's template is "
                      f"{assets.fingerprint}: same sizes, different faces or UVs "
                      "(a checkpoint only runs on the mesh it was trained on)")
-  model = build_model(config, assets, len(meta["styles"]))
+  try:
+    model = build_model(config, assets, len(meta["styles"]))
+  except (TypeError, AttributeError, KeyError) as e:
+    raise InputError(os.path.join(workdir, checkpoint.CHECKPOINTS, str(step)),
+                     f"its saved config does not describe a model this version builds ({e}); "
+                     "it was written by an older version") from None
   mesh = sharding.make_mesh()
   abstract = jax.eval_shape(lambda k: create_state(model, make_optimizer(config.train),
                                                    config.data, k, mesh), jax.random.key(0))

@@ -11,12 +11,13 @@ import optax
 from mmtalker_jax import losses
 from mmtalker_jax.models.mmtalker import VERTICES, MMTalker
 from mmtalker_jax.models.points import interpolate
+from mmtalker_jax.models.sampler import SamplerSettings
 from mmtalker_jax.training.state import TrainState
 
 
 def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
                    loss_cfg: ml_collections.ConfigDict, num_points: int,
-                   point_mask: jnp.ndarray | None = None,
+                   sampler: SamplerSettings, point_mask: jnp.ndarray | None = None,
                    with_vertex_loss: bool = False) -> tuple[jnp.ndarray, dict]:
   """The weighted training loss of one batch and its parts.
 
@@ -24,6 +25,7 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   their size does not depend on the corpus's length unit.
 
   Args:
+    num_points, sampler: K and the sampling settings (`config.sampler`).
     with_vertex_loss: also add the plain MSE over every vertex (weighted by
       loss_cfg.vertex_weight); the trainer does so every loss_cfg.vertex_every steps.
 
@@ -32,17 +34,20 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   """
   disp, aux = model.apply({"params": params}, batch["audio"], batch["template"],
                           batch["style"], batch["frame_mask"], points=None,
-                          num_points=num_points, rngs={"sample": key})
+                          num_points=num_points, sampler=sampler, rngs={"sample": key})
   target = interpolate(batch["vertices"], model.assets.faces, aux["face_ids"], aux["bary"])
   target = target - aux["template"][:, None]
   unit = 1.0 / model.displacement_scale
   pred, target = disp * unit, target * unit
   mask = batch["frame_mask"]
+  weights = aux["weights"] ** sampler.alpha
   parts = {
-      "point_mse": losses.point_mse(pred, target, aux["weights"], mask, point_mask),
-      "velocity": losses.velocity_loss(pred, target, mask, aux["weights"], point_mask),
+      "point_mse": losses.point_mse(pred, target, weights, mask, point_mask),
+      "velocity": losses.velocity_loss(pred, target, mask, weights, point_mask),
   }
   total = loss_cfg.point_weight * parts["point_mse"] + loss_cfg.velocity_weight * parts["velocity"]
+  total = total + loss_cfg.point_weight * losses.density_surrogate(
+      pred, target, aux["weights"], aux["log_p"], mask, point_mask)
   if with_vertex_loss:
     full, _ = model.apply({"params": params}, batch["audio"], batch["template"],
                           batch["style"], mask, points=VERTICES)
@@ -55,12 +60,13 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
 
 def train_step(state: TrainState, batch: dict, key: jax.Array, *, model: MMTalker,
                optimizer: optax.GradientTransformation, loss_cfg: ml_collections.ConfigDict,
-               num_points: int, with_vertex_loss: bool = False) -> tuple[TrainState, dict]:
+               num_points: int, sampler: SamplerSettings,
+               with_vertex_loss: bool = False) -> tuple[TrainState, dict]:
   """One optimizer update. `key` is folded with the step for the sample stream."""
   step_key = jax.random.fold_in(key, state.step)
   grad_fn = jax.value_and_grad(compute_losses, has_aux=True)
   (_, metrics), grads = grad_fn(state.params, model, batch, step_key, loss_cfg, num_points,
-                                with_vertex_loss=with_vertex_loss)
+                                sampler, with_vertex_loss=with_vertex_loss)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics["grad_norm"] = optax.tree.norm(grads)

@@ -15,6 +15,7 @@ from mmtalker_jax.data.pipeline import Batcher, prefetch
 from mmtalker_jax.data.synthetic import corpus as synthtalk
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.models.mmtalker import build_model
+from mmtalker_jax.models.sampler import sampler_settings
 from mmtalker_jax.training import checkpoint, evaluation, report, sharding
 from mmtalker_jax.training.optimizer import learning_rate_schedule, make_optimizer
 from mmtalker_jax.training.progress import MetricsLog, Progress
@@ -47,7 +48,8 @@ def make_train_step(model, optimizer, config: ml_collections.ConfigDict, mesh,
   repl, data_sh = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   return jax.jit(
       functools.partial(train_step, model=model, optimizer=optimizer, loss_cfg=config.loss,
-                        num_points=int(config.train.num_points),
+                        num_points=int(config.sampler.num_points),
+                        sampler=sampler_settings(config.sampler),
                         with_vertex_loss=with_vertex_loss),
       in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0)
 
@@ -64,6 +66,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   tc = config.train
   workdir = os.path.abspath(os.path.expanduser(workdir))
   os.makedirs(workdir, exist_ok=True)
+
+  try:
+    sampler_settings(config.sampler)
+  except ValueError as e:
+    raise InputError("", str(e)) from None
 
   # ---------------------------------------------------------------- data ----
   ensure_corpus(config.data)

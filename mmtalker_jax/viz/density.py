@@ -12,20 +12,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageDraw
 
 from mmtalker_jax import fileio
 from mmtalker_jax.errors import exit_on_input_error
+from mmtalker_jax.models.sampler import face_log_probs, sampler_settings
 from mmtalker_jax.viz import raster
 
 
-def relative_density(logits: np.ndarray, areas: np.ndarray, temperature: float) -> np.ndarray:
-  """[F] p(face) / p_area(face) for p = softmax(logits / temperature)."""
-  z = np.asarray(logits, np.float64) / temperature
-  p = np.exp(z - z.max())
-  p /= p.sum()
-  return p / (areas / areas.sum())
+def relative_density(logits: np.ndarray, areas: np.ndarray, sampler) -> np.ndarray:
+  """[F] p(face) / p_area(face) for the sampling distribution of `sampler` (SamplerSettings)."""
+  log_p = face_log_probs(jnp.asarray(logits), jnp.asarray(areas), sampler.temperature,
+                         sampler.epsilon, sampler.learned)
+  return np.exp(np.asarray(log_p, np.float64)) / (areas / areas.sum())
 
 
 def diverging_colours(log_ratio: np.ndarray, limit: float) -> np.ndarray:
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
     restored = restore(args.ckpt)
     assets = restored.model.assets
     ratio = relative_density(np.asarray(restored.params["face_logits"]), assets.face_areas,
-                             restored.model.sampler_temperature)
+                             sampler_settings(restored.config.sampler))
     image = density_figure(assets.vertices, assets.faces, assets.face_uv, ratio, args.size)
     with fileio.atomic_path(args.out) as tmp:
       image.save(tmp, format="PNG")
