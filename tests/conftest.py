@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -40,3 +41,16 @@ def data_cfg(tiny_config, tiny_corpus_root, tmp_path):
   cfg.root = tiny_corpus_root
   cfg.cache_dir = str(tmp_path / "cache")
   return cfg
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_corpus_root):
+  """A tiny run trained 20 steps (checkpoints at 10 and 20), shared read-only; copy to change it."""
+  workdir = tmp_path_factory.mktemp("trained_run")
+  proc = subprocess.run(
+      [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
+       f"--config.data.root={tiny_corpus_root}", "--config.train.num_steps=20",
+       "--config.train.eval_every=10", "--config.train.log_every=10"],
+      cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return workdir

@@ -85,13 +85,15 @@ def test_scheduled_vertex_loss_adds_the_all_vertex_mse(tiny_config, data_cfg):
 
 
 def test_same_seed_same_metrics_and_kill_resume_matches(tmp_path, tiny_corpus_root):
-  """Two runs agree exactly; a run SIGKILLed after a checkpoint resumes to the same end."""
-  a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
-  steps, every = 100, 20
+  """A run SIGKILLed after a checkpoint, started again, ends exactly as one that never stopped.
+
+  The killed run's first steps ran in another process than the reference run,
+  so equal logs and parameters also show that the same seed gives the same numbers.
+  """
+  a, c = tmp_path / "a", tmp_path / "c"
+  steps, every = 60, 20
   assert cli("train.py", *train_args(a, tiny_corpus_root, steps, every)).returncode == 0
-  assert cli("train.py", *train_args(b, tiny_corpus_root, steps, every)).returncode == 0
   log_a = (a / "metrics.jsonl").read_text()
-  assert log_a == (b / "metrics.jsonl").read_text()
   assert len(log_a.splitlines()) == steps // 10 + steps // every
 
   proc = subprocess.Popen([sys.executable, "train.py", *train_args(c, tiny_corpus_root, steps, every)],
@@ -123,7 +125,6 @@ DATA_PARALLEL = textwrap.dedent("""
     from mmtalker_jax.data.corpus import Corpus
     from mmtalker_jax.data.pipeline import Batcher
     from mmtalker_jax.models.mmtalker import build_model
-from mmtalker_jax.models.sampler import sampler_settings
     from mmtalker_jax.models.sampler import sampler_settings
     from mmtalker_jax.training.step import compute_losses
     assert jax.device_count() == 8
@@ -172,13 +173,6 @@ def test_eight_devices_match_one_device(tmp_path, tiny_corpus_root):
   assert flat == out["global"]
   assert all(len(r) == 2 for r in out["rows"])
 
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, tiny_corpus_root):
-  workdir = tmp_path_factory.mktemp("run")
-  proc = cli("train.py", *train_args(workdir, tiny_corpus_root, 20, 10))
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  return workdir
 
 
 def test_evaluate_prints_table_and_writes_json_and_predictions(trained_run, tmp_path):
@@ -264,9 +258,10 @@ def test_unknown_config_field_is_one_line(tmp_path, tiny_corpus_root):
   assert not (tmp_path / "w").exists()
 
 
-def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, tiny_corpus_root):
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained_run, tmp_path, tiny_corpus_root):
+  import shutil
   workdir = tmp_path / "nan"
-  assert cli("train.py", *train_args(workdir, tiny_corpus_root, 20, 10)).returncode == 0
+  shutil.copytree(trained_run, workdir)  # 20 good steps, checkpoints every 10
   before = sorted(os.listdir(workdir / "checkpoints"))
   proc = cli("train.py", *train_args(workdir, tiny_corpus_root, 60, 10),
              "--config.train.learning_rate=1e30")
