@@ -2,13 +2,17 @@
 
   python evaluate.py --ckpt runs/synthtalk [--split test|val|test_b] [--data ROOT]
                      [--long SECONDS] [--out results.json] [--save-pred DIR] [--render DIR]
+
+On a sweep's workdir (train.py with a `sweep` config) it prints a row per member.
 """
 
 from absl import flags
 
 from mmtalker_jax.cli import run_app
+from mmtalker_jax.training import members
 
-_CKPT = flags.DEFINE_string("ckpt", None, "A run's workdir (best, else latest step) or a step folder.")
+_CKPT = flags.DEFINE_string("ckpt", None, "A run's workdir (best, else latest step), a step "
+                            "folder, or a sweep's workdir (every member).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "val", "test", "test_b"], "Split to evaluate.")
 _DATA = flags.DEFINE_string("data", None, "Corpus root (default: the one the run trained on).")
 _LONG = flags.DEFINE_float("long", None, "Join each subject's sentences into sequences of this "
@@ -27,6 +31,8 @@ def run():
   from mmtalker_jax.training import evaluation, report, restore
   from mmtalker_jax.training.writers import SequenceWriter
 
+  if members.is_sweep_dir(_CKPT.value):
+    return run_sweep()
   config = restore.read_run_config(_CKPT.value)
   if _DATA.value:
     config.data.root = _DATA.value
@@ -55,6 +61,45 @@ def run():
     print(f"wrote {_OUT.value}")
   for path in writer.rendered:
     print(f"rendered {path}")
+
+
+def run_sweep():
+  """One row per member of the sweep at --ckpt, beside the two baselines."""
+  from mmtalker_jax.data.corpus import Corpus
+  from mmtalker_jax.data.pipeline import Batcher
+  from mmtalker_jax.errors import InputError
+  from mmtalker_jax.training import evaluation, report, restore
+
+  for flag, value in (("--long", _LONG.value), ("--save-pred", _SAVE_PRED.value),
+                      ("--render", _RENDER.value)):
+    if value:
+      raise InputError(_CKPT.value, f"a sweep's workdir; {flag} takes one member: "
+                       f"--ckpt {_CKPT.value}/members/NAME")
+  folders = members.sweep_member_dirs(_CKPT.value)
+  config = restore.read_run_config(next(iter(folders.values())))
+  if _DATA.value:
+    config.data.root = _DATA.value
+  corpus = Corpus(config.data)
+  runs = {name: restore.restore(folder, corpus.assets) for name, folder in folders.items()}
+  first = next(iter(runs.values()))
+  mean_motion = first.mean_motion
+  if mean_motion is None:
+    mean_motion = evaluation.mean_training_motion(corpus)
+  batcher = Batcher(corpus, _SPLIT.value, int(config.eval.batch_size),
+                    tuple(config.data.bucket_frames), train=False)
+  decoder = evaluation.make_decoder(first.model, config.decode.chunk_frames)
+  result = evaluation.evaluate_rows(decoder, {n: r.params for n, r in runs.items()}, batcher,
+                                    first.mesh, mean_motion)
+  scale = report.scales(config.scale)
+  print(f"{_SPLIT.value} split of {corpus.root}: {result['sequences']} sequences, "
+        f"{len(runs)} members of {_CKPT.value} (steps "
+        + ", ".join(f"{n} {r.step}" for n, r in runs.items()) + ")")
+  print(report.table(result, scale))
+  if _OUT.value:
+    report.write_sweep_json(_OUT.value, result, scale, _SPLIT.value,
+                            {n: dict(r.config.sampler) for n, r in runs.items()},
+                            {n: r.step for n, r in runs.items()})
+    print(f"wrote {_OUT.value}")
 
 
 if __name__ == "__main__":

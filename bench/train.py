@@ -33,7 +33,7 @@ def main():
   from mmtalker_jax.data.corpus import Corpus
   from mmtalker_jax.data.pipeline import Batcher
   from mmtalker_jax.models.mmtalker import build_model
-  from mmtalker_jax.training import sharding, trainer
+  from mmtalker_jax.training import members, sharding, trainer
   from mmtalker_jax.training import state as state_lib
   from mmtalker_jax.training.optimizer import make_optimizer
 
@@ -44,7 +44,8 @@ def main():
   model = build_model(config, corpus.assets, len(corpus.train_subjects))
   optimizer = make_optimizer(config.train)
   state = state_lib.create_state(model, optimizer, config.data, jax.random.key(0), mesh)
-  step_fn = trainer.make_train_step(model, optimizer, config, mesh)
+  step_fn = trainer.make_train_step(model, optimizer, config, mesh,
+                                    members.members_of(config, ""))
   data = Batcher(corpus, "train", config.train.global_batch_size, config.data.bucket_frames,
                  train=True, seed=config.seed)
   # Loaded up front, so data loading and feature caching are not timed.
@@ -65,7 +66,7 @@ def main():
     else:
       seen.add(bucket)
       compile_times.append(elapsed)
-  compiles = step_fn._cache_size()
+  compiles = step_fn.jitted._cache_size()
   total = sum(steady)
   print(f"config             {args.config} on {mesh.devices.size} {jax.default_backend()} device(s)")
   print(f"batch              {config.train.global_batch_size} sequences, K={config.sampler.num_points} "

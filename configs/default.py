@@ -70,8 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
   # q = softmax(logits / temperature) ('learned') or p_area ('area'); the point
   # loss weighs errors by (p_area / p) ** alpha (1: unbiased area-uniform
   # objective; 0: the error where the points fall). See README, "Sampling".
+  # seed picks the sample stream (sweep members get their index).
   config.sampler = ml_collections.ConfigDict(dict(
-      num_points=256, temperature=1.0, epsilon=0.0, mode="learned", alpha=1.0))
+      num_points=256, temperature=1.0, epsilon=0.0, mode="learned", alpha=1.0, seed=0))
   config.train = ml_collections.ConfigDict(dict(
       global_batch_size=8, num_steps=2000, learning_rate=2e-3,
       warmup_steps=100, end_lr_factor=0.05, weight_decay=1e-4, grad_clip=1.0,

@@ -12,7 +12,7 @@ from mmtalker_jax.errors import InputError
 
 
 def load_config(path: str | os.PathLike) -> ml_collections.ConfigDict:
-  """Imports a config file and returns its `get_config()`.
+  """Imports a config file and returns its `get_config()` (`FILE:ARG`: `get_config(ARG)`).
 
   The file's folder's parent goes on sys.path so `from configs import default`
   works from any working directory.
@@ -20,7 +20,8 @@ def load_config(path: str | os.PathLike) -> ml_collections.ConfigDict:
   Raises:
     InputError: if the file is missing or has no get_config().
   """
-  path = os.path.abspath(os.fspath(path))
+  path, _, arg = os.fspath(path).partition(":")
+  path = os.path.abspath(path)
   if not os.path.isfile(path):
     raise InputError(path, "config file not found")
   root = os.path.dirname(os.path.dirname(path))
@@ -31,4 +32,4 @@ def load_config(path: str | os.PathLike) -> ml_collections.ConfigDict:
   spec.loader.exec_module(module)
   if not hasattr(module, "get_config"):
     raise InputError(path, "config file has no get_config()")
-  return module.get_config()
+  return module.get_config(arg) if arg else module.get_config()

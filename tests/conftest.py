@@ -1,11 +1,25 @@
-"""Shared fixtures: a tiny SynthTalk corpus made once per test session."""
+"""Shared fixtures: a tiny SynthTalk corpus made once per test session.
+
+The session shares one persistent XLA compilation cache (a fresh folder per
+session, also handed to every train.py/evaluate.py/predict.py the tests
+start), so each distinct program compiles once per session, not once per
+process.
+"""
 
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
+import jax
 import pytest
+
+_CACHE = tempfile.mkdtemp(prefix="mmtalker_xla_cache_")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.1"
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -54,3 +68,7 @@ def trained_run(tmp_path_factory, tiny_corpus_root):
       cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-2000:]
   return workdir
+
+
+def pytest_sessionfinish(session, exitstatus):
+  shutil.rmtree(_CACHE, ignore_errors=True)

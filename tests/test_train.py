@@ -48,10 +48,10 @@ def test_one_train_step_on_made_up_data(tiny_config, data_cfg):
   params = jax.jit(model.init)({"params": jax.random.key(0)}, *x)["params"]
   optimizer = optax.adam(1e-3)
   state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
-  step = jax.jit(lambda s, b: train_step(s, b, jax.random.key(0), model=model,
+  step = jax.jit(lambda s, b: train_step(s, b, jax.random.key(0),
+                                         sampler_settings(tiny_config.sampler), model=model,
                                          optimizer=optimizer, loss_cfg=tiny_config.loss,
-                                         num_points=32,
-                                         sampler=sampler_settings(tiny_config.sampler)))
+                                         num_points=32))
   new, metrics = step(state, batch)
   assert int(new.step) == 1 and np.isfinite(float(metrics["loss"]))
   # The output layer starts at zero, so step 1 moves it and the sampling logits...

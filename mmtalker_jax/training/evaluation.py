@@ -25,12 +25,16 @@ def make_decoder(model: MMTalker, chunk_frames: int) -> ChunkedDecoder:
                         to_host=lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)))
 
 
-def predict_split(decoder: ChunkedDecoder, params, batcher: Batcher,
+def predict_split(decoder: ChunkedDecoder, params: dict[str, Any], batcher: Batcher,
                   mesh) -> Iterator[tuple[Sequence, dict]]:
-  """Yields (sequence, {'pred','gt','template'} [T,V,3]/[V,3] numpy) for a split, in order."""
+  """Yields (sequence, {'preds': {row: [T,V,3]}, 'gt': [T,V,3], 'template': [V,3]}) in order.
+
+  Args:
+    params: {row name: parameters}; each batch is decoded once per entry.
+  """
   for local in batcher.epoch(0):
     batch = sharding.global_batch({k: local[k] for k in INPUTS}, mesh)
-    pred = decoder(params, batch)
+    preds = {row: decoder(p, batch) for row, p in params.items()}
     rows = multihost_utils.process_allgather(
         {k: local[k] for k in ("seq_index", "vertices", "template")}, tiled=True)
     for r, i in enumerate(np.asarray(rows["seq_index"])):
@@ -38,7 +42,8 @@ def predict_split(decoder: ChunkedDecoder, params, batcher: Batcher,
         continue
       seq = batcher.sequences[int(i)]
       t = batcher.corpus.num_frames(seq)
-      yield seq, {"pred": pred[r, :t], "gt": np.asarray(rows["vertices"][r, :t]),
+      yield seq, {"preds": {row: pred[r, :t] for row, pred in preds.items()},
+                  "gt": np.asarray(rows["vertices"][r, :t]),
                   "template": np.asarray(rows["template"][r])}
 
 
@@ -124,10 +129,23 @@ def evaluate(decoder: ChunkedDecoder, params, batcher: Batcher, mesh, mean_motio
     {'model': {...}, 'static_template': {...}, 'mean_motion': {...},
      'sequences': n}, raw (unscaled) values.
   """
-  outputs = ((seq, {"preds": {"model": out["pred"]}, "gt": out["gt"],
-                    "template": out["template"]})
-             for seq, out in predict_split(decoder, params, batcher, mesh))
-  return score(outputs, batcher.corpus.assets.regions, mean_motion, on_sequence)
+  return evaluate_rows(decoder, {"model": params}, batcher, mesh, mean_motion, on_sequence)
+
+
+def evaluate_rows(decoder: ChunkedDecoder, params: dict[str, Any], batcher: Batcher, mesh,
+                  mean_motion: np.ndarray,
+                  on_sequence: Callable[[Sequence, np.ndarray], None] | None = None) -> dict:
+  """Metrics of several parameter sets (a sweep's members) beside the two baselines.
+
+  Args:
+    params: {row name: parameters} of one model (one compiled decoder serves all).
+
+  Returns:
+    {row: {...} for each entry, 'static_template': {...}, 'mean_motion': {...},
+     'sequences': n}, raw values; `on_sequence` gets the first row's predictions.
+  """
+  return score(predict_split(decoder, params, batcher, mesh), batcher.corpus.assets.regions,
+               mean_motion, on_sequence)
 
 
 def evaluate_long(predictor: Predictor, corpus: Corpus, split: str, seconds: float,

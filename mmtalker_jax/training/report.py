@@ -42,10 +42,23 @@ def _fmt(v: float) -> str:
   return "n/a" if math.isnan(v) else f"{v:.4f}"
 
 
+def _numbers(row: dict) -> dict:
+  return {k: (None if math.isnan(v) else v) for k, v in row.items()}
+
+
 def write_json(path: str, result: dict, scale: dict, split: str, step: int,
                **extra) -> None:
   """The table's numbers, unscaled, with the scale, split, sequence count and step."""
-  out = {row: {k: (None if math.isnan(v) else v) for k, v in result[row].items()}
-         for row in rows(result)}
+  out = {row: _numbers(result[row]) for row in rows(result)}
   out.update(scale=scale, split=split, sequences=result["sequences"], step=step, **extra)
+  fileio.write_text(path, json.dumps(out, indent=2, sort_keys=True) + "\n")
+
+
+def write_sweep_json(path: str, result: dict, scale: dict, split: str,
+                     settings: dict[str, dict], steps: dict[str, int]) -> None:
+  """A sweep's table: {'members': {name: {metrics..., 'settings', 'step'}}, baselines, ...}."""
+  out = {"members": {name: {**_numbers(result[name]), "settings": settings[name],
+                            "step": steps[name]} for name in settings}}
+  out.update({row: _numbers(result[row]) for row in rows(result) if row not in settings})
+  out.update(scale=scale, split=split, sequences=result["sequences"])
   fileio.write_text(path, json.dumps(out, indent=2, sort_keys=True) + "\n")

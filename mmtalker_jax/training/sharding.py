@@ -1,8 +1,14 @@
 """The device mesh and how arrays are laid out on it.
 
-One code path from one CPU to a pod: the mesh's data axis spans every device
-of every host; batches are split along it, parameters and optimizer state are
-replicated. Each host contributes its own rows of the global batch.
+One code path from one CPU to a pod. The mesh has two axes:
+
+  member  sweep members (`config.sweep.member_devices`; 1 for a single run),
+  data    the batch, split over the rest of the devices of every host.
+
+Parameters and optimizer state are replicated over `data`; a sweep's stacked
+states are split over `member`. Batches are split over `data` and repeated
+over `member` (every member sees the same batch). Each member group holds
+devices of every host, so each host still feeds only its own batch rows.
 """
 
 from __future__ import annotations
@@ -11,19 +17,37 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+MEMBER, DATA = "member", "data"
 
-def make_mesh(axis: str = "data") -> Mesh:
-  """A 1-D mesh over all devices of all processes."""
-  return Mesh(np.asarray(jax.devices()), (axis,))
+
+def make_mesh(member_devices: int = 1) -> Mesh:
+  """A (member, data) mesh over all devices of all processes.
+
+  Raises:
+    ValueError: if member_devices does not divide the device count.
+  """
+  devices = np.asarray(jax.devices())
+  if member_devices < 1 or devices.size % member_devices:
+    raise ValueError(f"sweep.member_devices={member_devices} must divide the "
+                     f"{devices.size} devices")
+  # devices are ordered by host: column j of the (data, member) grid takes every
+  # member_devices-th device, so each member group spans all hosts.
+  grid = devices.reshape(devices.size // member_devices, member_devices).T
+  return Mesh(grid, (MEMBER, DATA))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def member_sharded(mesh: Mesh) -> NamedSharding:
+  """Leading (member) axis split over the mesh's member axis."""
+  return NamedSharding(mesh, P(MEMBER))
+
+
 def batch_sharded(mesh: Mesh) -> NamedSharding:
   """Leading (batch) axis split over the mesh's data axis."""
-  return NamedSharding(mesh, P(mesh.axis_names[0]))
+  return NamedSharding(mesh, P(DATA))
 
 
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

@@ -58,15 +58,22 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   return total, parts
 
 
-def train_step(state: TrainState, batch: dict, key: jax.Array, *, model: MMTalker,
+def train_step(state: TrainState, batch: dict, key: jax.Array, sampler: SamplerSettings,
+               point_mask: jnp.ndarray | None = None, *, model: MMTalker,
                optimizer: optax.GradientTransformation, loss_cfg: ml_collections.ConfigDict,
-               num_points: int, sampler: SamplerSettings,
-               with_vertex_loss: bool = False) -> tuple[TrainState, dict]:
-  """One optimizer update. `key` is folded with the step for the sample stream."""
+               num_points: int, with_vertex_loss: bool = False) -> tuple[TrainState, dict]:
+  """One optimizer update. `key` is folded with the step for the sample stream.
+
+  A sweep maps this over members (`jax.vmap` over state, key, sampler and
+  point_mask; the batch is shared): each member draws `num_points` (the
+  largest K) points and counts the first K of its own through `point_mask`
+  [num_points]. Draws are prefix-stable, so those are the K points a run
+  with K points draws.
+  """
   step_key = jax.random.fold_in(key, state.step)
   grad_fn = jax.value_and_grad(compute_losses, has_aux=True)
   (_, metrics), grads = grad_fn(state.params, model, batch, step_key, loss_cfg, num_points,
-                                sampler, with_vertex_loss=with_vertex_loss)
+                                sampler, point_mask, with_vertex_loss=with_vertex_loss)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics["grad_norm"] = optax.tree.norm(grads)

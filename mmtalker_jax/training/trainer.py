@@ -1,9 +1,11 @@
-"""train_and_evaluate(config, workdir): the one training loop, CPU to pod."""
+"""train_and_evaluate(config, workdir): the one training loop, CPU to pod, one run or a sweep."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+from typing import Callable
 
 import jax
 import ml_collections
@@ -15,8 +17,10 @@ from mmtalker_jax.data.pipeline import Batcher, prefetch
 from mmtalker_jax.data.synthetic import corpus as synthtalk
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.models.mmtalker import build_model
-from mmtalker_jax.models.sampler import sampler_settings
 from mmtalker_jax.training import checkpoint, evaluation, report, sharding
+from mmtalker_jax.training.members import (Member, is_sweep, members_of, stack,
+                                           stacked_settings)
+from mmtalker_jax.training.members import sample_key as sample_key_of
 from mmtalker_jax.training.optimizer import learning_rate_schedule, make_optimizer
 from mmtalker_jax.training.progress import MetricsLog, Progress
 from mmtalker_jax.training.state import create_state
@@ -42,35 +46,70 @@ def ensure_corpus(data_cfg: ml_collections.ConfigDict) -> None:
     multihost_utils.sync_global_devices("synthtalk")
 
 
+@dataclasses.dataclass
+class StepFn:
+  """The jitted update, called as step(state, batch, key); `extra` holds a sweep's
+  per-member settings and point masks (placed on the member axis)."""
+  jitted: Callable
+  extra: tuple = ()
+
+  def __call__(self, state, batch, key):
+    return self.jitted(state, batch, key, *self.extra)
+
+
 def make_train_step(model, optimizer, config: ml_collections.ConfigDict, mesh,
-                    with_vertex_loss: bool = False):
-  """The jitted data-parallel update: state replicated, batch split, state donated."""
+                    runs: list[Member], with_vertex_loss: bool = False) -> StepFn:
+  """The jitted data-parallel update, state donated.
+
+  One plain run: state replicated, batch split over `data`. A sweep: states
+  stacked on a leading member axis split over `member`, the update mapped over
+  it with `jax.vmap` (per-member key, settings and point mask; shared batch).
+  """
   repl, data_sh = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  return jax.jit(
-      functools.partial(train_step, model=model, optimizer=optimizer, loss_cfg=config.loss,
-                        num_points=int(config.sampler.num_points),
-                        sampler=sampler_settings(config.sampler),
-                        with_vertex_loss=with_vertex_loss),
-      in_shardings=(repl, data_sh, repl), out_shardings=(repl, repl), donate_argnums=0)
+  common = dict(model=model, optimizer=optimizer, loss_cfg=config.loss,
+                with_vertex_loss=with_vertex_loss)
+  if not is_sweep(config):
+    run, = runs
+    step = functools.partial(train_step, sampler=run.settings, point_mask=None,
+                             num_points=run.num_points, **common)
+    return StepFn(jax.jit(step, in_shardings=(repl, data_sh, repl),
+                          out_shardings=(repl, repl), donate_argnums=0))
+  settings, mask, k_max = stacked_settings(runs)
+  mem = sharding.member_sharded(mesh)
+  step = jax.vmap(functools.partial(train_step, num_points=k_max, **common),
+                  in_axes=(0, None, 0, 0, 0))
+  return StepFn(jax.jit(step, in_shardings=(mem, data_sh, mem, mem, mem),
+                        out_shardings=(mem, mem), donate_argnums=0),
+                (jax.device_put(settings, mem), jax.device_put(mask, mem)))
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+def _latest_common_step(mngrs) -> int:
+  """The newest step every run has (a kill may leave one member a save ahead)."""
+  common = set.intersection(*(set(m.all_steps()) for m in mngrs))
+  return max(common) if common else 0
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   """Trains `config` in `workdir`, resuming from its latest checkpoint.
 
+  A config with a `sweep` section trains every member as one program, each
+  in <workdir>/members/<name>/ (see `members.py`).
+
   Returns:
-    The last validation metrics.
+    The last validation metrics; for a sweep, {member name: metrics}.
   """
   config = config.copy_and_resolve_references()
   # Saved with the checkpoint: evaluate.py must find the corpus from any folder.
   config.data.root = os.path.abspath(os.path.expanduser(config.data.root))
   tc = config.train
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  os.makedirs(workdir, exist_ok=True)
-
+  sweep = is_sweep(config)
   try:
-    sampler_settings(config.sampler)
+    runs = members_of(config, workdir)
   except ValueError as e:
     raise InputError("", str(e)) from None
+  for run in runs:
+    os.makedirs(run.workdir, exist_ok=True)
 
   # ---------------------------------------------------------------- data ----
   ensure_corpus(config.data)
@@ -78,12 +117,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   n_proc, proc = jax.process_count(), jax.process_index()
 
   # ---------------------------------------------------------------- mesh ----
-  mesh = sharding.make_mesh()
-  n_dev = mesh.devices.size
+  member_devices = int(config.sweep.member_devices) if sweep else 1
+  try:
+    mesh = sharding.make_mesh(member_devices)
+  except ValueError as e:
+    raise InputError("", str(e)) from None
+  if len(runs) % member_devices:
+    raise InputError("", f"sweep.member_devices={member_devices} must divide the "
+                     f"{len(runs)} members")
+  n_data = mesh.shape[sharding.DATA]
   for name, size in (("train.global_batch_size", tc.global_batch_size),
                      ("eval.batch_size", config.eval.batch_size)):
-    if size % n_dev:
-      raise InputError("", f"{name}={size} must be a multiple of the {n_dev} devices")
+    if size % n_data:
+      raise InputError("", f"{name}={size} must be a multiple of the {n_data} devices "
+                       "of the data axis")
 
   # --------------------------------------------------------------- input ----
   buckets = tuple(config.data.bucket_frames)
@@ -102,46 +149,71 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           "topology": corpus.assets.fingerprint, "styles": corpus.train_subjects}
 
   # ---------------------------------------------------------- checkpoint ----
-  mngr = checkpoint.manager(workdir, tc.keep_checkpoints)
-  log = MetricsLog(os.path.join(workdir, "metrics.jsonl"))
-  start = mngr.latest_step() or 0
+  mngrs = [checkpoint.manager(run.workdir, tc.keep_checkpoints) for run in runs]
+  logs = [MetricsLog(os.path.join(run.workdir, "metrics.jsonl")) for run in runs]
+  start = _latest_common_step(mngrs)
   if start:
-    state = checkpoint.restore_state(mngr, start, state)
-  if proc == 0:
-    log.truncate_after(start)
-    fileio.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
-    checkpoint.save_mesh(workdir, corpus.assets,
-                         {s: corpus.templates[s] for s in corpus.train_subjects})
-  mean_motion_path = os.path.join(workdir, "mean_motion.npy")
+    states = [checkpoint.restore_state(m, start, state) for m in mngrs]
+  else:
+    states = [state] * len(runs)
+  mean_motion_path = os.path.join(runs[0].workdir, "mean_motion.npy")
   if os.path.isfile(mean_motion_path):
     mean_motion = np.load(mean_motion_path)
   else:
     mean_motion = evaluation.mean_training_motion(corpus)
-    if proc == 0:
-      with fileio.atomic_path(mean_motion_path) as tmp:
+  if proc == 0:
+    if sweep:
+      fileio.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+    for run, log in zip(runs, logs):
+      log.truncate_after(start)
+      fileio.write_text(os.path.join(run.workdir, "config.json"),
+                        run.config.to_json_best_effort(indent=2))
+      checkpoint.save_mesh(run.workdir, corpus.assets,
+                           {s: corpus.templates[s] for s in corpus.train_subjects})
+      with fileio.atomic_path(os.path.join(run.workdir, "mean_motion.npy")) as tmp:
         np.save(tmp, mean_motion)
+  if sweep:
+    state = stack(states, mesh)
+    sample_key = stack([sample_key_of(r.config) for r in runs], mesh)
+    take = jax.jit(lambda s, i: jax.tree.map(lambda x: x[i], s),
+                   out_shardings=sharding.replicated(mesh))
+    member_state = lambda i: take(state, np.int32(i))  # noqa: E731
+  else:
+    state = states[0]
+    sample_key = sample_key_of(config)
+    member_state = lambda i: state  # noqa: E731
+  del states
 
   # --------------------------------------------------------- update step ----
-  step_fn = make_train_step(model, optimizer, config, mesh)
+  step_fn = make_train_step(model, optimizer, config, mesh, runs)
   vertex_every = int(config.loss.vertex_every)
-  vertex_step_fn = make_train_step(model, optimizer, config, mesh, with_vertex_loss=True)
+  vertex_step_fn = make_train_step(model, optimizer, config, mesh, runs, with_vertex_loss=True)
   decoder = evaluation.make_decoder(model, config.decode.chunk_frames)
-  sample_key = jax.random.fold_in(root_key, 1)
   lr = learning_rate_schedule(tc)
   scale = report.scales(config.scale)
+  rows = [run.name or "model" for run in runs]
 
-  def validate() -> dict:
-    result = evaluation.evaluate(decoder, state.params, val_data, mesh, mean_motion)
-    return {f"val_{k}": v for k, v in result["model"].items()}
+  def validate() -> list[dict]:
+    params = {row: member_state(i).params for i, row in enumerate(rows)}
+    result = evaluation.evaluate_rows(decoder, params, val_data, mesh, mean_motion)
+    return [{f"val_{k}": v for k, v in result[row].items()} for row in rows]
+
+  def per_run(metrics) -> list[dict]:
+    values = jax.device_get(metrics)
+    if not sweep:
+      return [{k: float(v) for k, v in values.items()}]
+    return [{k: float(v[i]) for k, v in values.items()} for i in range(len(runs))]
 
   # ---------------------------------------------------------------- loop ----
   progress = Progress(tc.num_steps, start)
-  progress.message(f"{n_params:,} parameters on {n_dev} device(s) x {n_proc} host(s); "
+  progress.message(f"{n_params:,} parameters"
+                   + (f" x {len(runs)} sweep members ({', '.join(rows)})" if sweep else "")
+                   + f" on {mesh.devices.size} device(s) x {n_proc} host(s); "
                    f"{len(train_data.sequences)} training sequences, "
                    f"{train_data.batches_per_epoch()} batches/epoch; "
                    + (f"resuming at step {start}" if start else "starting"))
   last_good = start
-  val = {}
+  vals: list[dict] = [{} for _ in runs]
   frames = 0
   batches = prefetch(train_data.forever(start_batch=start), int(tc.prefetch))
   for step in range(start + 1, tc.num_steps + 1):
@@ -152,25 +224,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, sharding.global_batch(local, mesh), sample_key)
     is_eval = step % tc.eval_every == 0 or step == tc.num_steps
     if step % tc.log_every == 0 or is_eval:
-      values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      if not np.isfinite(values["loss"]):
-        mngr.wait_until_finished()
-        raise TrainingDiverged(
-            f"loss is {values['loss']} at step {step}; stopped without saving. The last good "
-            f"checkpoint (step {last_good}) in {workdir} is intact.")
-      values["learning_rate"] = float(lr(step))
-      progress.report(step, f"loss {values['loss']:.4f}", frames)
+      values = per_run(metrics)
+      for run, v in zip(runs, values):
+        if not np.isfinite(v["loss"]):
+          for m in mngrs:
+            m.wait_until_finished()
+          who = f"sweep member {run.name!r}: " if sweep else ""
+          raise TrainingDiverged(
+              f"{who}loss is {v['loss']} at step {step}; stopped without saving. The last good "
+              f"checkpoint (step {last_good}) of every run in {workdir} is intact.")
+      losses = " ".join(f"{v['loss']:.4f}" for v in values)
+      progress.report(step, f"loss {losses}", frames * len(runs))
       frames = 0
-      if proc == 0:
-        log.write(step, values)
+      for v, log in zip(values, logs):
+        v["learning_rate"] = float(lr(step))
+        if proc == 0:
+          log.write(step, v)
     if is_eval:
-      val = validate()
-      if proc == 0:
-        log.write(step, val)
-      progress.message(f"step {step}: " + " ".join(
-          f"{k} {v * scale[k[4:]]:.4f}" for k, v in val.items()) + " (reporting scale)")
-      checkpoint.save(mngr, step, state, config, meta, metrics=val)
+      vals = validate()
+      for i, (row, val, log, mngr) in enumerate(zip(rows, vals, logs, mngrs)):
+        if proc == 0:
+          log.write(step, val)
+        progress.message(f"step {step}" + (f" {row}" if sweep else "") + ": " + " ".join(
+            f"{k} {v * scale[k[4:]]:.4f}" for k, v in val.items()) + " (reporting scale)")
+        # A member killed a save ahead of the others already holds this step.
+        if step not in mngr.all_steps():
+          checkpoint.save(mngr, step, member_state(i), runs[i].config, meta, metrics=val)
       last_good = step
-  mngr.wait_until_finished()
-  mngr.close()
-  return val
+  for m in mngrs:
+    m.wait_until_finished()
+    m.close()
+  return {row: val for row, val in zip(rows, vals)} if sweep else vals[0]

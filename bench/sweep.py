@@ -1,0 +1,157 @@
+"""A sweep trained as one program against its members trained one after another.
+
+  python bench/sweep.py [--config configs/sweep_density.py] [--batches 16] [--wall-steps 150]
+
+1. The step (in this process, on the same batches loaded up front): the
+   vmapped step of all M members against each member's own step. Per step
+   kind: compile time of each length bucket's first step, steady ms per step,
+   how many times it compiled, and XLA's cost analysis (FLOPs and bytes
+   accessed per step).
+2. The whole loop, as users run it: `train.py` on the sweep config for N
+   steps against `train.py` on each member's config for N steps, one after
+   another (fresh processes; the corpus and its feature cache exist first).
+   Each run evaluates once, at its last step.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def cost(jitted, *args) -> tuple[float, float]:
+  """(FLOPs, bytes accessed) of one call, from XLA's cost analysis."""
+  analysis = jitted.lower(*args).compile().cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0]
+  return float(analysis.get("flops", 0.0)), float(analysis.get("bytes accessed", 0.0))
+
+
+def time_steps(step_fn, state, batches, key, sharding_lib, mesh):
+  """Runs every batch; returns (state, compile s per bucket, steady s per step, buckets)."""
+  import jax
+  seen, compiles, steady = set(), [], []
+  for local in batches:
+    batch = sharding_lib.global_batch(local, mesh)
+    start = time.perf_counter()
+    state, metrics = step_fn(state, batch, key)
+    jax.block_until_ready(metrics["loss"])
+    elapsed = time.perf_counter() - start
+    bucket = local["frame_mask"].shape[1]
+    (steady if bucket in seen else compiles).append(elapsed)
+    seen.add(bucket)
+  return state, compiles, steady, seen
+
+
+def bench_step(config_path: str, num_batches: int) -> None:
+  import jax
+  import numpy as np
+
+  from mmtalker_jax.configlib import load_config
+  from mmtalker_jax.data.corpus import Corpus
+  from mmtalker_jax.data.pipeline import Batcher
+  from mmtalker_jax.models.mmtalker import build_model
+  from mmtalker_jax.training import members, sharding, trainer
+  from mmtalker_jax.training.optimizer import make_optimizer
+  from mmtalker_jax.training.state import create_state
+
+  config = load_config(config_path)
+  trainer.ensure_corpus(config.data)
+  corpus = Corpus(config.data)
+  for seq in corpus:  # the feature cache, so part 2's runs all find it warm
+    corpus.features(seq)
+  runs = members.members_of(config, "")
+  mesh = sharding.make_mesh(int(config.sweep.member_devices))
+  model = build_model(config, corpus.assets, len(corpus.train_subjects))
+  optimizer = make_optimizer(config.train)
+  data = Batcher(corpus, "train", config.train.global_batch_size, config.data.bucket_frames,
+                 train=True, seed=config.seed)
+  batches = [b for b, _ in zip(data.forever(), range(num_batches))]
+  print(f"config             {config_path}: {len(runs)} members "
+        f"({', '.join(f'{r.name} K={r.num_points}' for r in runs)}), batch "
+        f"{config.train.global_batch_size}, {num_batches} batches over buckets "
+        f"{sorted({b['frame_mask'].shape[1] for b in batches})} frames, "
+        f"{mesh.devices.size} {jax.default_backend()} device(s)")
+
+  init = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
+  stacked = members.stack([init] * len(runs), mesh)
+  keys = members.stack([members.sample_key(r.config) for r in runs], mesh)
+  sweep_step = trainer.make_train_step(model, optimizer, config, mesh, runs)
+  flops_m, bytes_m = cost(sweep_step.jitted, stacked, sharding.global_batch(batches[0], mesh),
+                          keys, *sweep_step.extra)
+  stacked, comp_m, steady_m, seen = time_steps(sweep_step, stacked, batches, keys, sharding, mesh)
+  rows = [("sweep (vmapped)", comp_m, steady_m, sweep_step.jitted._cache_size(), flops_m, bytes_m)]
+  for run in runs:
+    step = trainer.make_train_step(model, optimizer, run.config, mesh, [run])
+    state = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
+    flops, nbytes = cost(step.jitted, state, sharding.global_batch(batches[0], mesh),
+                         members.sample_key(run.config))
+    _, comp, steady, _ = time_steps(step, state, batches, members.sample_key(run.config),
+                                    sharding, mesh)
+    rows.append((f"{run.name} alone", comp, steady, step.jitted._cache_size(), flops, nbytes))
+  print(f"{'':<30}{'compile s/bucket':>17}{'steady ms/step':>16}{'compiles':>10}"
+        f"{'GFLOP/step':>12}{'GB/step':>10}")
+  for name, comp, steady, n, flops, nbytes in rows:
+    print(f"{name:<30}{np.mean(comp):>17.1f}{1e3 * np.mean(steady):>16.0f}{n:>10}"
+          f"{flops / 1e9:>12.1f}{nbytes / 1e9:>10.2f}")
+  singles = rows[1:]
+  sum_steady = sum(np.mean(r[2]) for r in singles)
+  print(f"vmapped step / sum of the {len(runs)} single steps: "
+        f"{np.mean(steady_m) / sum_steady:.3f}x steady time, "
+        f"{flops_m / sum(r[4] for r in singles):.3f}x FLOPs, "
+        f"{bytes_m / sum(r[5] for r in singles):.3f}x bytes")
+  print(f"compilations: sweep {rows[0][3]} for {len(seen)} buckets; members one after another "
+        f"{sum(r[3] for r in singles)}")
+
+
+def run_train(args: list[str]) -> float:
+  start = time.perf_counter()
+  proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True,
+                        text=True)
+  if proc.returncode:
+    sys.exit(f"train.py {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
+  return time.perf_counter() - start
+
+
+def bench_wall(config_path: str, steps: int) -> None:
+  from mmtalker_jax.configlib import load_config
+  from mmtalker_jax.training import members
+
+  config = load_config(config_path)
+  common = [f"--config.train.num_steps={steps}", f"--config.train.eval_every={steps}",
+            f"--config.train.log_every={steps}"]
+  with tempfile.TemporaryDirectory() as tmp:
+    sweep = run_train(["--config", config_path, "--workdir", os.path.join(tmp, "sweep"), *common])
+    single = []
+    for run in members.members_of(config, ""):
+      flags = [f"--config.sampler.{k}={v}" for k, v in run.config.sampler.items()]
+      base_cfg = config_path.partition(":")[2] or "default"
+      base = os.path.join(ROOT, "configs", f"{base_cfg}.py")
+      single.append(run_train(["--config", base, "--workdir", os.path.join(tmp, run.name),
+                               *common, *flags]))
+  print(f"{steps}-step train.py wall (process start to exit, one evaluation at the end):")
+  print(f"  sweep as one program        {sweep:7.1f} s")
+  print(f"  members one after another   {sum(single):7.1f} s  ("
+        + " + ".join(f"{s:.1f}" for s in single) + ")")
+  print(f"  ratio                       {sweep / sum(single):7.3f}x")
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--config", default="configs/sweep_density.py")
+  parser.add_argument("--batches", type=int, default=16, help="batches timed in part 1")
+  parser.add_argument("--wall-steps", type=int, default=150, help="steps of part 2 (0: skip)")
+  args = parser.parse_args()
+  os.chdir(ROOT)
+  bench_step(args.config, args.batches)
+  if args.wall_steps:
+    bench_wall(args.config, args.wall_steps)
+
+
+if __name__ == "__main__":
+  main()

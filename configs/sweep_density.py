@@ -1,0 +1,43 @@
+"""A sampling-density sweep on SynthTalk: four runs trained as one program.
+
+  python train.py --config configs/sweep_density.py --workdir runs/sweep
+  python evaluate.py --ckpt runs/sweep
+  python -m mmtalker_jax.viz.sweep runs/sweep
+
+`--config configs/sweep_density.py:tiny` sweeps on top of configs/tiny.py
+(seconds; for tests and smoke runs).
+
+Every member starts from the same parameters and sees the same batches (a
+paired comparison); members differ only in how the surface is sampled.
+Questions it answers: does supervising more points help (K 64 vs 256), does
+the learned density beat area-uniform sampling at the same K, and does
+fitting the error where the points fall (alpha 0) beat the unbiased
+area-uniform objective (alpha 1)?
+"""
+
+import ml_collections
+
+from configs import default, tiny
+
+
+def get_config(base: str = "default") -> ml_collections.ConfigDict:
+  bases = {"default": default, "tiny": tiny}
+  if base not in bases:
+    raise ValueError(f"sweep_density base must be one of {sorted(bases)}, not {base!r}")
+  config = bases[base].get_config()
+  k = int(config.sampler.num_points)  # the base's K (256 in default; tiny: 64)
+  config.sweep = ml_collections.ConfigDict()
+  # name -> overrides of config.sampler (num_points, temperature, epsilon,
+  # mode, alpha, seed). Members of different K share one compiled step: all
+  # draw the largest K and count their first K (draws are prefix-stable).
+  config.sweep.members = ml_collections.ConfigDict({
+      f"learned_k{k // 4}": dict(num_points=k // 4),
+      f"learned_k{k}": dict(num_points=k),
+      f"area_k{k}": dict(num_points=k, mode="area"),
+      f"learned_k{k}_alpha0": dict(num_points=k, alpha=0.0),
+  })
+  # Devices along the mesh's member axis: members spread over them instead of
+  # every device holding every member (must divide the member count and the
+  # device count; the rest of the devices split the batch).
+  config.sweep.member_devices = 1
+  return config
