@@ -30,11 +30,14 @@ def get_config(base: str = "default") -> ml_collections.ConfigDict:
   # name -> overrides of config.sampler (num_points, temperature, epsilon,
   # mode, alpha, seed). Members of different K share one compiled step: all
   # draw the largest K and count their first K (draws are prefix-stable).
+  # Each member spells out every setting, so any of them can be changed from
+  # the command line (--config.sweep.members.area_k256.num_points=512).
+  base = {key: v for key, v in config.sampler.items() if key != "seed"}
   config.sweep.members = ml_collections.ConfigDict({
-      f"learned_k{k // 4}": dict(num_points=k // 4),
-      f"learned_k{k}": dict(num_points=k),
-      f"area_k{k}": dict(num_points=k, mode="area"),
-      f"learned_k{k}_alpha0": dict(num_points=k, alpha=0.0),
+      f"learned_k{k // 4}": dict(base, num_points=k // 4),
+      f"learned_k{k}": dict(base, num_points=k),
+      f"area_k{k}": dict(base, num_points=k, mode="area"),
+      f"learned_k{k}_alpha0": dict(base, num_points=k, alpha=0.0),
   })
   # Devices along the mesh's member axis: members spread over them instead of
   # every device holding every member (must divide the member count and the

@@ -38,11 +38,13 @@ def test_splits_select_subjects_and_sentences(data_cfg):
 
 
 def test_eval_batches_cover_each_sequence_once_with_masks(data_cfg):
+  data_cfg.bucket_frames = (32, 64)
   corpus = Corpus(data_cfg)
   batcher = Batcher(corpus, "train", 3, data_cfg.bucket_frames, train=False)
-  seen = []
+  seen, buckets = [], set()
   for batch in batcher.epoch(0):
     bucket = batch["vertices"].shape[1]
+    buckets.add(bucket)
     assert bucket in data_cfg.bucket_frames
     assert batch["audio"].shape == (3, alignment.num_feature_frames(bucket, 30.0, 100.0), 80)
     for r, i in enumerate(batch["seq_index"]):
@@ -58,6 +60,7 @@ def test_eval_batches_cover_each_sequence_once_with_masks(data_cfg):
       assert batch["style"][r] == corpus.style_index(seq.subject)
       seen.append(int(i))
   assert sorted(seen) == list(range(len(batcher.sequences)))
+  assert buckets == {32, 64}
 
 
 def test_hosts_read_disjoint_shards_of_the_same_global_batch(data_cfg):

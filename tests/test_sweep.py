@@ -23,6 +23,9 @@ from mmtalker_jax.training.optimizer import make_optimizer
 from mmtalker_jax.training.state import create_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A shallower tiny model: these tests are about the program, not the network,
+# and most of their time is XLA compiling it.
+SHALLOW = dict(audio_levels=1, gcn_blocks=1)
 
 
 def cli(*args, timeout=600):
@@ -33,6 +36,7 @@ def cli(*args, timeout=600):
 def small_sweep(data_root=None):
   """Two members of the tiny model: a masked K with every traced setting moved, and area mode."""
   config = sweep_density.get_config("tiny")
+  config.model.update(SHALLOW)
   config.sweep.members = {
       "k16_hot": dict(num_points=16, temperature=2.0, epsilon=0.2, alpha=0.0),
       "k32_area": dict(num_points=32, mode="area")}
@@ -102,7 +106,8 @@ def test_vmapped_sweep_trains_each_member_as_a_single_run(tiny_corpus_root, tmp_
 def sweep_args(workdir, root, steps=4, every=2):
   return ["train.py", "--config", "configs/sweep_density.py:tiny", "--workdir", str(workdir),
           f"--config.data.root={root}", f"--config.train.num_steps={steps}",
-          f"--config.train.eval_every={every}", f"--config.train.log_every={every}"]
+          f"--config.train.eval_every={every}", f"--config.train.log_every={every}",
+          *(f"--config.model.{k}={v}" for k, v in SHALLOW.items())]
 
 
 def member_params(workdir, step):
@@ -181,6 +186,16 @@ def test_sweep_cli_trains_evaluates_resumes_and_plots(tiny_corpus_root, tmp_path
   assert proc.returncode == 2 and "members/NAME" in proc.stderr
   assert len(proc.stderr.strip().splitlines()) == 1
 
+  # A NaN in one member stops the sweep naming it; no member loses a checkpoint.
+  nan = tmp_path / "nan"
+  shutil.copytree(a, nan)
+  proc = cli(*sweep_args(nan, tiny_corpus_root, 8, every),
+             "--config.sweep.members.learned_k16.temperature=1e-38")
+  assert proc.returncode == 3, proc.stderr[-3000:]
+  assert "'learned_k16'" in proc.stderr and "loss is nan at step 6" in proc.stderr
+  for name in names:
+    assert sorted(os.listdir(nan / "members" / name / "checkpoints")) == ["2", "4"]
+
   png = tmp_path / "sweep.png"
   proc = cli("-m", "mmtalker_jax.viz.sweep", str(a), "--results", str(out), "--out", str(png))
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -201,6 +216,7 @@ MEMBER_AXIS = textwrap.dedent("""
     from mmtalker_jax.training.state import create_state
     assert jax.device_count() == 8
     cfg = sweep_density.get_config("tiny")
+    cfg.model.update(audio_levels=1, gcn_blocks=1)
     cfg.data.root = {corpus!r}
     cfg.data.cache_dir = {cache!r}
     corpus = Corpus(cfg.data)
