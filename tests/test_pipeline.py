@@ -38,7 +38,7 @@ def test_splits_select_subjects_and_sentences(data_cfg):
 
 
 def test_eval_batches_cover_each_sequence_once_with_masks(data_cfg):
-  data_cfg.bucket_frames = (32, 64)
+  data_cfg.bucket_frames = (48, 64)
   corpus = Corpus(data_cfg)
   batcher = Batcher(corpus, "train", 3, data_cfg.bucket_frames, train=False)
   seen, buckets = [], set()
@@ -60,7 +60,7 @@ def test_eval_batches_cover_each_sequence_once_with_masks(data_cfg):
       assert batch["style"][r] == corpus.style_index(seq.subject)
       seen.append(int(i))
   assert sorted(seen) == list(range(len(batcher.sequences)))
-  assert buckets == {32, 64}
+  assert buckets == {48, 64}
 
 
 def test_hosts_read_disjoint_shards_of_the_same_global_batch(data_cfg):
