@@ -19,6 +19,7 @@ from mmtalker_jax.models.mmtalker import build_model
 from mmtalker_jax.training import checkpoint, members, sharding, trainer
 from mmtalker_jax.training.optimizer import make_optimizer
 from mmtalker_jax.training.state import create_state
+from tests.devices import run_on_eight_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A shallower tiny model: these tests are about the program, not the network,
@@ -240,14 +241,9 @@ MEMBER_AXIS = textwrap.dedent("""
 
 
 def test_member_axis_on_eight_devices_matches_one_device(tmp_path, tiny_corpus_root):
-  script = tmp_path / "members.py"
-  script.write_text(MEMBER_AXIS.format(root=ROOT, corpus=tiny_corpus_root,
-                                       cache=str(tmp_path / "cache")))
-  proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT,
-                        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
-                        timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  out = run_on_eight_devices(MEMBER_AXIS.format(root=ROOT, corpus=tiny_corpus_root,
+                                                cache=str(tmp_path / "cache")),
+                             tmp_path / "members.py")
   # Members are spread over the member axis (each device holds its member's
   # state, replicated over the 2 data devices), and the numbers do not change.
   assert out["shards"] == 8

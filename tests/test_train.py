@@ -22,6 +22,7 @@ from mmtalker_jax.models.sampler import sampler_settings
 from mmtalker_jax.training import checkpoint
 from mmtalker_jax.training.state import TrainState
 from mmtalker_jax.training.step import compute_losses, train_step
+from tests.devices import run_on_eight_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -157,14 +158,9 @@ DATA_PARALLEL = textwrap.dedent("""
 
 
 def test_eight_devices_match_one_device(tmp_path, tiny_corpus_root):
-  script = tmp_path / "dp.py"
-  script.write_text(DATA_PARALLEL.format(root=ROOT, corpus=tiny_corpus_root,
-                                         cache=str(tmp_path / "cache")))
-  proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT,
-                        env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"},
-                        timeout=300)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  out = run_on_eight_devices(DATA_PARALLEL.format(root=ROOT, corpus=tiny_corpus_root,
+                                                  cache=str(tmp_path / "cache")),
+                             tmp_path / "dp.py")
   # Same global batch: the loss agrees to float32 rounding, the gradients to 1e-4 relative.
   assert out["l8"] == pytest.approx(out["l1"], rel=1e-5)
   assert out["rel"] < 1e-4
