@@ -59,6 +59,12 @@ def plot(rows: list[dict], out: str) -> None:
   ax_val.legend()
   for ax in (ax_loss, ax_val):
     ax.grid(alpha=0.3)
+  save_png(fig, out)
+
+
+def save_png(fig, out: str) -> None:
+  """Lays out `fig`, writes it to `out` atomically as a PNG, and closes it."""
+  import matplotlib.pyplot as plt
   fig.tight_layout()
   with fileio.atomic_path(out) as tmp:
     fig.savefig(tmp, dpi=100, format="png")

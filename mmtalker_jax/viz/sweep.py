@@ -14,10 +14,9 @@ import json
 import os
 import sys
 
-from mmtalker_jax import fileio
 from mmtalker_jax.errors import InputError, exit_on_input_error
 from mmtalker_jax.training.members import is_sweep_dir, sweep_member_dirs
-from mmtalker_jax.viz.curves import read_metrics
+from mmtalker_jax.viz.curves import read_metrics, save_png
 
 PANELS = (("lve", "LVE", 1e5), ("eve", "EVE", 1e5), ("fdd_abs", "|FDD|", 1e5))
 _DEFAULTS = {"alpha": 1.0, "temperature": 1.0, "epsilon": 0.0}
@@ -82,10 +81,7 @@ def plot(points: dict[str, dict], title: str, out: str) -> None:
     ax.set_title(f"{name} x1e-5 ({title})")
     ax.grid(alpha=0.3)
   axes[0].legend()
-  fig.tight_layout()
-  with fileio.atomic_path(out) as tmp:
-    fig.savefig(tmp, dpi=100, format="png")
-  plt.close(fig)
+  save_png(fig, out)
 
 
 def main(argv=None) -> int:
