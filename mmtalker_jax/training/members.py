@@ -42,9 +42,6 @@ class Member:
   def settings(self) -> SamplerSettings:
     return sampler_settings(self.config.sampler)
 
-  def label(self) -> str:
-    return self.name or os.path.basename(self.workdir)
-
 
 def is_sweep(config: ml_collections.ConfigDict) -> bool:
   return "sweep" in config

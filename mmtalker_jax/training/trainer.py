@@ -170,8 +170,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
                         run.config.to_json_best_effort(indent=2))
       checkpoint.save_mesh(run.workdir, corpus.assets,
                            {s: corpus.templates[s] for s in corpus.train_subjects})
-      with fileio.atomic_path(os.path.join(run.workdir, "mean_motion.npy")) as tmp:
-        np.save(tmp, mean_motion)
+      path = os.path.join(run.workdir, "mean_motion.npy")
+      if not os.path.isfile(path):
+        with fileio.atomic_path(path) as tmp:
+          np.save(tmp, mean_motion)
   if sweep:
     state = stack(states, mesh)
     sample_key = stack([sample_key_of(r.config) for r in runs], mesh)
