@@ -6,10 +6,14 @@
 On a sweep's workdir (train.py with a `sweep` config) it prints a row per member.
 """
 
-from absl import flags
+from mmtalker_jax.allocator import reexec_with_tcmalloc
 
-from mmtalker_jax.cli import run_app
-from mmtalker_jax.training import members
+reexec_with_tcmalloc()  # before JAX starts: see mmtalker_jax/allocator.py
+
+from absl import flags  # noqa: E402
+
+from mmtalker_jax.cli import run_app  # noqa: E402
+from mmtalker_jax.training import members  # noqa: E402
 
 _CKPT = flags.DEFINE_string("ckpt", None, "A run's workdir (best, else latest step), a step "
                             "folder, or a sweep's workdir (every member).")

@@ -6,9 +6,13 @@
 The output has duration x fps frames (rounded half up) at the checkpoint's fps.
 """
 
-from absl import flags
+from mmtalker_jax.allocator import reexec_with_tcmalloc
 
-from mmtalker_jax.cli import run_app
+reexec_with_tcmalloc()  # before JAX starts: see mmtalker_jax/allocator.py
+
+from absl import flags  # noqa: E402
+
+from mmtalker_jax.cli import run_app  # noqa: E402
 
 _CKPT = flags.DEFINE_string("ckpt", None, "A run's workdir or one step's folder.")
 _AUDIO = flags.DEFINE_string("audio", None, "Speech: any file librosa reads, any rate or channels.")

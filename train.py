@@ -6,13 +6,17 @@ Several hosts: pass --coordinator_address, --num_processes and --process_id on
 each (or nothing on platforms where jax.distributed discovers them).
 """
 
-import sys
+from mmtalker_jax.allocator import reexec_with_tcmalloc
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+reexec_with_tcmalloc()  # before JAX starts: see mmtalker_jax/allocator.py
 
-from mmtalker_jax.cli import parse_flags
-from mmtalker_jax.errors import exit_on_input_error
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from mmtalker_jax.cli import parse_flags  # noqa: E402
+from mmtalker_jax.errors import exit_on_input_error  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (created; resumed if it holds a run).")
