@@ -4,6 +4,8 @@
                      [--long SECONDS] [--out results.json] [--save-pred DIR] [--render DIR]
 
 On a sweep's workdir (train.py with a `sweep` config) it prints a row per member.
+Several processes (the flags of train.py: --coordinator_address, --num_processes,
+--process_id) split the batches between them; process 0 prints and writes.
 """
 
 from mmtalker_jax.allocator import reexec_with_tcmalloc
@@ -12,6 +14,7 @@ reexec_with_tcmalloc()  # before JAX starts: see mmtalker_jax/allocator.py
 
 from absl import flags  # noqa: E402
 
+from mmtalker_jax import distributed  # noqa: E402
 from mmtalker_jax.cli import run_app  # noqa: E402
 from mmtalker_jax.training import members  # noqa: E402
 
@@ -28,15 +31,33 @@ _RENDER = flags.DEFINE_string("render", None, "Write ground truth | prediction |
 flags.mark_flags_as_required(["ckpt"])
 
 
-def run():
-  from mmtalker_jax.data.corpus import Corpus
+def split_batcher(corpus, config):
+  """The split's batches, each process taking its rows of every global batch."""
+  import jax
   from mmtalker_jax.data.pipeline import Batcher
+
+  return Batcher(corpus, _SPLIT.value, int(config.eval.batch_size),
+                 tuple(config.data.bucket_frames), train=False,
+                 process_index=jax.process_index(), process_count=jax.process_count())
+
+
+def run():
+  import jax
+  from mmtalker_jax.data.corpus import Corpus
+  from mmtalker_jax.errors import InputError
   from mmtalker_jax.inference.predictor import Predictor
   from mmtalker_jax.training import evaluation, report, restore
   from mmtalker_jax.training.writers import SequenceWriter
 
+  distributed.initialize()
+  if jax.process_count() > 1:
+    for flag, value in (("--long", _LONG.value), ("--save-pred", _SAVE_PRED.value),
+                        ("--render", _RENDER.value)):
+      if value:
+        raise InputError("", f"{flag} runs in one process; drop --coordinator_address")
+  lead = jax.process_index() == 0
   if members.is_sweep_dir(_CKPT.value):
-    return run_sweep()
+    return run_sweep(lead)
   config = restore.read_run_config(_CKPT.value)
   if _DATA.value:
     config.data.root = _DATA.value
@@ -52,11 +73,12 @@ def run():
                                       mean_motion, writer)
     what = f"{_SPLIT.value} split of {corpus.root} joined into {_LONG.value:g} s sequences"
   else:
-    batcher = Batcher(corpus, _SPLIT.value, int(config.eval.batch_size),
-                      tuple(config.data.bucket_frames), train=False)
+    batcher = split_batcher(corpus, config)
     decoder = evaluation.make_decoder(run_.model, config.decode.chunk_frames)
     result = evaluation.evaluate(decoder, run_.params, batcher, run_.mesh, mean_motion, writer)
     what = f"{_SPLIT.value} split of {corpus.root}"
+  if not lead:
+    return
   scale = report.scales(config.scale)
   print(f"{what}: {result['sequences']} sequences, checkpoint step {run_.step} of {run_.workdir}")
   print(report.table(result, scale))
@@ -67,10 +89,9 @@ def run():
     print(f"rendered {path}")
 
 
-def run_sweep():
+def run_sweep(lead: bool):
   """One row per member of the sweep at --ckpt, beside the two baselines."""
   from mmtalker_jax.data.corpus import Corpus
-  from mmtalker_jax.data.pipeline import Batcher
   from mmtalker_jax.errors import InputError
   from mmtalker_jax.training import evaluation, report, restore
 
@@ -89,11 +110,12 @@ def run_sweep():
   mean_motion = first.mean_motion
   if mean_motion is None:
     mean_motion = evaluation.mean_training_motion(corpus)
-  batcher = Batcher(corpus, _SPLIT.value, int(config.eval.batch_size),
-                    tuple(config.data.bucket_frames), train=False)
+  batcher = split_batcher(corpus, config)
   decoder = evaluation.make_decoder(first.model, config.decode.chunk_frames)
   result = evaluation.evaluate_rows(decoder, {n: r.params for n, r in runs.items()}, batcher,
                                     first.mesh, mean_motion)
+  if not lead:
+    return
   scale = report.scales(config.scale)
   print(f"{_SPLIT.value} split of {corpus.root}: {result['sequences']} sequences, "
         f"{len(runs)} members of {_CKPT.value} (steps "

@@ -3,7 +3,8 @@
   python train.py --config configs/default.py --workdir runs/synthtalk [--config.train.num_steps=500]
 
 Several hosts: pass --coordinator_address, --num_processes and --process_id on
-each (or nothing on platforms where jax.distributed discovers them).
+each, or --distributed where jax.distributed discovers them (see
+mmtalker_jax/distributed.py).
 """
 
 from mmtalker_jax.allocator import reexec_with_tcmalloc
@@ -15,29 +16,24 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from mmtalker_jax import distributed  # noqa: E402
 from mmtalker_jax.cli import parse_flags  # noqa: E402
 from mmtalker_jax.errors import exit_on_input_error  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (created; resumed if it holds a run).")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of hosts.")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This host's index.")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize().")
 flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
-  import jax
   from mmtalker_jax.training import trainer
 
-  if _DISTRIBUTED.value or _COORDINATOR.value:
-    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  exit_on_input_error(distributed.initialize)
   try:
     exit_on_input_error(lambda: trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value))
-  except trainer.TrainingDiverged as e:
+  except trainer.TrainingStopped as e:
     print(f"error: {e}", file=sys.stderr)
     raise SystemExit(3) from None
 

@@ -4,7 +4,8 @@
 
 1. The step (in this process, on the same batches loaded up front): the
    vmapped step of all M members against each member's own step. Per step
-   kind: compile time of each length bucket's first step, steady ms per step,
+   kind: compile time of each length bucket's first step, ms per step (the
+   median of each bucket's later steps, averaged over buckets),
    how many times it compiled, and XLA's cost analysis (FLOPs and bytes
    accessed per step).
 2. The whole loop, as users run it: `train.py` on the sweep config for N
@@ -23,6 +24,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from mmtalker_jax.allocator import reexec_with_tcmalloc  # noqa: E402
+
+reexec_with_tcmalloc()  # as train.py/predict.py run (mmtalker_jax/allocator.py)
+
 
 def cost(jitted, *args) -> tuple[float, float]:
   """(FLOPs, bytes accessed) of one call, from XLA's cost analysis."""
@@ -33,9 +38,9 @@ def cost(jitted, *args) -> tuple[float, float]:
 
 
 def time_steps(step_fn, state, batches, key, sharding_lib, mesh):
-  """Runs every batch; returns (state, compile s per bucket, steady s per step, buckets)."""
+  """Runs every batch; returns (state, compile s per bucket, {bucket: [steady s per step]})."""
   import jax
-  seen, compiles, steady = set(), [], []
+  compiles, steady = [], {}
   for local in batches:
     batch = sharding_lib.global_batch(local, mesh)
     start = time.perf_counter()
@@ -43,9 +48,18 @@ def time_steps(step_fn, state, batches, key, sharding_lib, mesh):
     jax.block_until_ready(metrics["loss"])
     elapsed = time.perf_counter() - start
     bucket = local["frame_mask"].shape[1]
-    (steady if bucket in seen else compiles).append(elapsed)
-    seen.add(bucket)
-  return state, compiles, steady, seen
+    if bucket in steady:
+      steady[bucket].append(elapsed)
+    else:
+      compiles.append(elapsed)
+      steady[bucket] = []
+  return state, compiles, steady
+
+
+def typical(steady: dict) -> float:
+  """Seconds per step: each bucket's median, averaged over buckets (spikes do not count)."""
+  import numpy as np
+  return float(np.mean([np.median(v) for v in steady.values() if v]))
 
 
 def bench_step(config_path: str, num_batches: int) -> None:
@@ -84,25 +98,31 @@ def bench_step(config_path: str, num_batches: int) -> None:
   sweep_step = trainer.make_train_step(model, optimizer, config, mesh, runs)
   flops_m, bytes_m = cost(sweep_step.jitted, stacked, sharding.global_batch(batches[0], mesh),
                           keys, *sweep_step.extra)
-  stacked, comp_m, steady_m, seen = time_steps(sweep_step, stacked, batches, keys, sharding, mesh)
+  stacked, comp_m, steady_m = time_steps(sweep_step, stacked, batches, keys, sharding, mesh)
+  seen = set(steady_m)
   rows = [("sweep (vmapped)", comp_m, steady_m, sweep_step.jitted._cache_size(), flops_m, bytes_m)]
   for run in runs:
     step = trainer.make_train_step(model, optimizer, run.config, mesh, [run])
     state = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
     flops, nbytes = cost(step.jitted, state, sharding.global_batch(batches[0], mesh),
                          members.sample_key(run.config))
-    _, comp, steady, _ = time_steps(step, state, batches, members.sample_key(run.config),
-                                    sharding, mesh)
+    _, comp, steady = time_steps(step, state, batches, members.sample_key(run.config),
+                                 sharding, mesh)
     rows.append((f"{run.name} alone", comp, steady, step.jitted._cache_size(), flops, nbytes))
-  print(f"{'':<30}{'compile s/bucket':>17}{'steady ms/step':>16}{'compiles':>10}"
+  print(f"{'':<30}{'compile s/bucket':>17}{'ms/step':>16}{'compiles':>10}"
         f"{'GFLOP/step':>12}{'GB/step':>10}")
   for name, comp, steady, n, flops, nbytes in rows:
-    print(f"{name:<30}{np.mean(comp):>17.1f}{1e3 * np.mean(steady):>16.0f}{n:>10}"
+    print(f"{name:<30}{np.mean(comp):>17.1f}{1e3 * typical(steady):>16.0f}{n:>10}"
           f"{flops / 1e9:>12.1f}{nbytes / 1e9:>10.2f}")
+  print("per bucket, ms/step: " + "; ".join(
+      f"{b}: sweep {1e3 * np.median(steady_m[b]):.0f}, members "
+      + "+".join(f"{1e3 * np.median(r[2][b]):.0f}" for r in rows[1:])
+      + f" = {1e3 * sum(np.median(r[2][b]) for r in rows[1:]):.0f}"
+      for b in sorted(steady_m) if steady_m[b]))
   singles = rows[1:]
-  sum_steady = sum(np.mean(r[2]) for r in singles)
+  sum_steady = sum(typical(r[2]) for r in singles)
   print(f"vmapped step / sum of the {len(runs)} single steps: "
-        f"{np.mean(steady_m) / sum_steady:.3f}x steady time, "
+        f"{typical(steady_m) / sum_steady:.3f}x step time, "
         f"{flops_m / sum(r[4] for r in singles):.3f}x FLOPs, "
         f"{bytes_m / sum(r[5] for r in singles):.3f}x bytes")
   print(f"compilations: sweep {rows[0][3]} for {len(seen)} buckets; members one after another "
@@ -144,7 +164,7 @@ def bench_wall(config_path: str, steps: int) -> None:
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--config", default="configs/sweep_density.py")
-  parser.add_argument("--batches", type=int, default=16, help="batches timed in part 1")
+  parser.add_argument("--batches", type=int, default=32, help="batches timed in part 1")
   parser.add_argument("--wall-steps", type=int, default=150, help="steps of part 2 (0: skip)")
   args = parser.parse_args()
   os.chdir(ROOT)

@@ -15,6 +15,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from mmtalker_jax.allocator import reexec_with_tcmalloc  # noqa: E402
+
+reexec_with_tcmalloc()  # as train.py/predict.py run (mmtalker_jax/allocator.py)
+
 
 def main():
   parser = argparse.ArgumentParser()

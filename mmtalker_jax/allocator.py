@@ -4,8 +4,10 @@ XLA's CPU runtime allocates and frees its large temporaries on every call.
 glibc's malloc hands blocks that large back to the kernel at once, so every
 step faults all its working memory in again: on a 2-core machine about a
 third of a training step's CPU time was the kernel zeroing pages (measured
-with `bench/train.py`: 514 ms per step with glibc, 336 ms with tcmalloc,
-which keeps freed pages for reuse). The allocator must be chosen before the
+on `configs/default.py`'s 160-frame train step: about 500 ms per step with
+glibc, 335 ms with tcmalloc, which keeps freed pages for reuse; a 4-member
+sweep's 150-step run went from 0.76x to 0.63x the wall time of its members
+one after another, `bench/sweep.py`). The allocator must be chosen before the
 process starts, so an entry script that finds tcmalloc (Debian/Ubuntu:
 `apt-get install libtcmalloc-minimal4`) and is not already running under it
 restarts itself once with `LD_PRELOAD` set. `MMTALKER_MALLOC=system` turns

@@ -11,10 +11,16 @@ Kept: the latest `keep` steps plus the best by validation LVE.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
+import shutil
+import sys
+from typing import Callable
 
 import ml_collections
+from absl import logging as absl_logging
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy as pp
@@ -54,8 +60,145 @@ def save(mngr: ocp.CheckpointManager, step: int, state, config: ml_collections.C
 
 def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state):
   """Restores the TrainState of `step` onto the shardings of `abstract_state`."""
-  out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+  _drop_closed_loop_reports()  # before: a failing read can report before the restore raises
+  try:
+    out = mngr.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state)))
+  except Exception:
+    # asyncio logs each failed read nobody awaits ("Future exception was never
+    # retrieved"): dozens of tracebacks after the one error that matters.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    raise
   return out["state"]
+
+
+def _drop_closed_loop_reports() -> None:
+  """When a restore fails, the reads still in flight finish into the event loop
+  Orbax has closed, and each reports "Event loop is closed" as an unraisable
+  exception. Those, and only those, are dropped; other unraisables still print."""
+  previous = sys.unraisablehook
+  if getattr(previous, "_drops_closed_loop", False):
+    return
+
+  def hook(unraisable):
+    e = unraisable.exc_value
+    if isinstance(e, RuntimeError) and str(e) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook._drops_closed_loop = True
+  sys.unraisablehook = hook
+
+
+def restore_error(mngr: ocp.CheckpointManager, step: int, abstract_state) -> str | None:
+  """None if `step` restores onto `abstract_state`, else why not (one line).
+
+  A truncated or missing data file surfaces from Orbax's storage layer as any
+  of several exception types, so every Exception counts as unreadable here.
+  """
+  try:
+    restore_state(mngr, step, abstract_state)
+  except Exception as e:  # noqa: BLE001 (see docstring)
+    return describe(e)
+  return None
+
+
+def describe(e: BaseException) -> str:
+  """'Type: first line of the message' (at most 200 characters of it)."""
+  return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+
+
+def set_aside(mngr: ocp.CheckpointManager, step: int) -> str:
+  """Renames checkpoints/<step> to <step>.unreadable (kept for inspection, never deleted).
+
+  The step can then be saved again; Orbax ignores the renamed folder. Returns its path.
+  """
+  src = os.path.join(str(mngr.directory), str(step))
+  dst = f"{src}.unreadable"
+  n = 1
+  while os.path.exists(dst):
+    n += 1
+    dst = f"{src}.unreadable{n}"
+  os.rename(src, dst)
+  mngr.reload()
+  return dst
+
+
+def restore_newest_readable(mngrs: list[ocp.CheckpointManager], abstract_state,
+                            on_skip: Callable[[str], None], may_rename: bool = True,
+                            barrier: Callable[[], None] = lambda: None) -> tuple[int, list]:
+  """(step, states): the newest step every manager holds and can read, restored.
+
+  An unreadable step (truncated or missing files) is reported through
+  `on_skip`, set aside (`set_aside`, by the process with `may_rename`) and
+  the next older common step is tried. (0, []) when no step is left.
+  """
+  while True:
+    common = set.intersection(*(set(m.all_steps()) for m in mngrs))
+    if not common:
+      return 0, []
+    step = max(common)
+    states, bad = [], []
+    for m in mngrs:
+      try:
+        states.append(restore_state(m, step, abstract_state))
+      except Exception as e:  # noqa: BLE001 (see restore_error)
+        bad.append((m, describe(e)))
+    if not bad:
+      return step, states
+    for m, why in bad:
+      folder = os.path.join(str(m.directory), str(step))
+      where = f"{folder}.unreadable"
+      on_skip(f"skipping checkpoint step {step}: {folder} cannot be read ({why}); "
+              f"kept as {where}, resuming from an older step")
+      if may_rename:
+        set_aside(m, step)
+    barrier()
+    for m in mngrs:
+      m.reload()
+
+
+def is_no_space(e: BaseException) -> bool:
+  """True for a failed write because the disk is full (from Python or Orbax's storage layer)."""
+  while e is not None:
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+      return True
+    if "No space left on device" in str(e) or "ENOSPC" in str(e):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
+
+
+def check_space(workdirs: list[str], state_bytes: int) -> None:
+  """Raises OSError(ENOSPC) unless the disk has room for one checkpoint in each workdir.
+
+  Orbax writes a checkpoint under a temporary name and renames it when done,
+  so a save that runs out of space midway leaves every earlier checkpoint
+  intact, but its storage threads print a screen of errors on the way; this
+  check fails first, in one line. The margin covers metadata.
+  """
+  need = int(state_bytes * 1.1) + (1 << 20)
+  free = shutil.disk_usage(workdirs[0]).free
+  if free < need * len(workdirs):
+    raise OSError(errno.ENOSPC, f"No space left on device: a checkpoint needs about "
+                  f"{need * len(workdirs) / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free",
+                  workdirs[0])
+
+
+def complete_steps(workdir: str) -> list[int]:
+  """The steps of <workdir>/checkpoints whose save finished (folders Orbax finalized)."""
+  folder = os.path.join(workdir, CHECKPOINTS)
+  if not os.path.isdir(folder):
+    return []
+  previous = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)  # a read-only manager warns that it is one
+  try:
+    mngr = manager(workdir, keep=1, read_only=True)
+    steps = sorted(mngr.all_steps())
+    mngr.close()
+  finally:
+    absl_logging.set_verbosity(previous)
+  return steps
 
 
 def read_config(mngr: ocp.CheckpointManager, step: int) -> tuple[ml_collections.ConfigDict, dict]:

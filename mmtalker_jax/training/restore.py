@@ -83,9 +83,16 @@ def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets) -> Rest
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)), abstract)
   try:
     state = checkpoint.restore_state(mngr, step, abstract)
-  except (ValueError, FileNotFoundError, KeyError) as e:
+  except Exception as e:  # noqa: BLE001 (any storage error: see checkpoint.restore_error)
+    why = checkpoint.describe(e)
+    readable = [s for s in sorted(mngr.all_steps())
+                if s != step and checkpoint.restore_error(mngr, s, abstract) is None]
+    hint = (f"readable steps: {readable} (pass --ckpt "
+            f"{os.path.join(workdir, checkpoint.CHECKPOINTS, str(readable[-1]))})"
+            if readable else "no other step is readable")
     raise InputError(os.path.join(workdir, checkpoint.CHECKPOINTS, str(step)),
-                     f"cannot restore the weights ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+                     f"step {step} cannot be read, its files are truncated or missing "
+                     f"({why}); {hint}") from None
   mean_path = os.path.join(workdir, "mean_motion.npy")
   mean_motion = np.load(mean_path) if os.path.isfile(mean_path) else None
   return Restored(config, workdir, step, list(meta["styles"]), model, state.params, mesh,

@@ -27,8 +27,16 @@ from mmtalker_jax.training.state import create_state
 from mmtalker_jax.training.step import train_step
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingStopped(RuntimeError):
+  """Training cannot go on; the message says why and what is left (train.py: exit 3)."""
+
+
+class TrainingDiverged(TrainingStopped):
   """The loss became NaN or inf."""
+
+
+class DiskFull(TrainingStopped):
+  """A write failed for lack of space."""
 
 
 def ensure_corpus(data_cfg: ml_collections.ConfigDict) -> None:
@@ -83,21 +91,40 @@ def make_train_step(model, optimizer, config: ml_collections.ConfigDict, mesh,
                 (jax.device_put(settings, mem), jax.device_put(mask, mem)))
 
 
-def _latest_common_step(mngrs) -> int:
-  """The newest step every run has (a kill may leave one member a save ahead)."""
-  common = set.intersection(*(set(m.all_steps()) for m in mngrs))
-  return max(common) if common else 0
+def _sync(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
-  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+  """Trains `config` in `workdir`, resuming from its newest readable checkpoint.
 
   A config with a `sweep` section trains every member as one program, each
   in <workdir>/members/<name>/ (see `members.py`).
 
   Returns:
     The last validation metrics; for a sweep, {member name: metrics}.
+
+  Raises:
+    TrainingDiverged: a NaN/inf loss (nothing saved past the last good step).
+    DiskFull: a write failed for lack of space (earlier checkpoints intact).
   """
+  try:
+    return _train_and_evaluate(config, workdir)
+  except Exception as e:
+    if not checkpoint.is_no_space(e):
+      raise
+    workdir = os.path.abspath(os.path.expanduser(workdir))
+    folders = [run.workdir for run in members_of(config, workdir)]
+    common = set.intersection(*(set(checkpoint.complete_steps(f)) for f in folders))
+    last = (f"step {max(common)}, intact" if common else "none")
+    detail = f" ({e.strerror})" if isinstance(e, OSError) and e.strerror else ""
+    raise DiskFull(f"no space left on device while writing to {workdir}{detail}; last complete "
+                   f"checkpoint: {last}. Free space and run the same command to resume.") from None
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   config = config.copy_and_resolve_references()
   # Saved with the checkpoint: evaluate.py must find the corpus from any folder.
   config.data.root = os.path.abspath(os.path.expanduser(config.data.root))
@@ -145,16 +172,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   root_key = jax.random.key(config.seed)
   state = create_state(model, optimizer, config.data, jax.random.fold_in(root_key, 0), mesh)
   n_params = sum(p.size for p in jax.tree_util.tree_leaves(state.params))
+  state_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(state))  # one run's checkpoint
   meta = {"num_vertices": corpus.assets.num_vertices, "num_faces": corpus.assets.num_faces,
           "topology": corpus.assets.fingerprint, "styles": corpus.train_subjects}
 
   # ---------------------------------------------------------- checkpoint ----
   mngrs = [checkpoint.manager(run.workdir, tc.keep_checkpoints) for run in runs]
   logs = [MetricsLog(os.path.join(run.workdir, "metrics.jsonl")) for run in runs]
-  start = _latest_common_step(mngrs)
-  if start:
-    states = [checkpoint.restore_state(m, start, state) for m in mngrs]
-  else:
+  start, states = checkpoint.restore_newest_readable(
+      mngrs, state, on_skip=lambda msg: print(msg, flush=True) if proc == 0 else None,
+      may_rename=proc == 0, barrier=functools.partial(_sync, "set_aside"))
+  if not start:
     states = [state] * len(runs)
   mean_motion_path = os.path.join(runs[0].workdir, "mean_motion.npy")
   if os.path.isfile(mean_motion_path):
@@ -243,6 +271,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
         if proc == 0:
           log.write(step, v)
     if is_eval:
+      # Refuse a save the disk cannot hold before writing any of it.
+      checkpoint.check_space([run.workdir for run in runs], state_bytes)
       vals = validate()
       for i, (row, val, log, mngr) in enumerate(zip(rows, vals, logs, mngrs)):
         if proc == 0:

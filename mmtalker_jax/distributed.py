@@ -1,0 +1,86 @@
+"""Joining a multi-process (multi-host) job: one call, failures in one line.
+
+Every process runs the same command with --coordinator_address=HOST:PORT
+(process 0's address), --num_processes=N and its own --process_id=I, or
+--distributed where `jax.distributed.initialize()` discovers them itself
+(Cloud TPU, SLURM). If a process dies, the others notice within
+--heartbeat_seconds and stop (JAX's runtime aborts them with a message saying
+another task died) instead of waiting forever; starting every process again
+with the same command resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import socket
+
+from absl import flags
+
+from mmtalker_jax.errors import InputError
+
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() "
+                                 "and let it discover the processes (Cloud TPU, SLURM).")
+_HEARTBEAT = flags.DEFINE_integer("heartbeat_seconds", 30, "A process silent this long is "
+                                  "taken for dead and the job stops.", lower_bound=5)
+_INIT_TIMEOUT = flags.DEFINE_integer("init_timeout_seconds", 120, "How long to wait for every "
+                                     "process to join.", lower_bound=5)
+
+
+def requested() -> bool:
+  return bool(_DISTRIBUTED.value or _COORDINATOR.value)
+
+
+def initialize() -> None:
+  """Joins the job the flags describe (nothing without them).
+
+  Raises:
+    InputError: a bad --num_processes/--process_id, a coordinator port already
+      in use, or processes that never all joined.
+  """
+  if not requested():
+    return
+  import jax
+
+  address, n, i = _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
+  if address:
+    if n is None or i is None:
+      raise InputError("", "--coordinator_address needs --num_processes and --process_id")
+    if n < 1 or not 0 <= i < n:
+      raise InputError("", f"--process_id={i} must be in [0, --num_processes={n})")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+      raise InputError("", f"--coordinator_address={address} must be HOST:PORT")
+    if i == 0 and _port_in_use(int(port)):
+      raise InputError("", f"--coordinator_address={address}: port {port} is already in use "
+                       "on this machine (another job's coordinator?); pick a free port")
+  # When a process dies, JAX's runtime stops the others with its own message
+  # ("Terminating process because the JAX distributed service detected fatal
+  # errors ... another task died") and abort(); the fault handler absl turns on
+  # would append a dump of every thread and module to it.
+  faulthandler.disable()
+  # Cross-process collectives on CPU devices (a no-op for accelerators).
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  try:
+    jax.distributed.initialize(address, n, i, initialization_timeout=_INIT_TIMEOUT.value,
+                               heartbeat_timeout_seconds=_HEARTBEAT.value,
+                               shutdown_timeout_seconds=_HEARTBEAT.value)
+  except Exception as e:  # noqa: BLE001 (the runtime raises several types)
+    first = (str(e).strip().splitlines() or [""])[0][:200]
+    raise InputError("", f"could not join the job at {address or 'the discovered coordinator'} "
+                     f"as process {i} of {n} within {_INIT_TIMEOUT.value} s ({first}); check "
+                     "that every process was started with the same --num_processes and "
+                     "--coordinator_address") from None
+
+
+def _port_in_use(port: int) -> bool:
+  with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      s.bind(("", port))
+    except OSError:
+      return True
+  return False
+
