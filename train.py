@@ -28,9 +28,9 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  exit_on_input_error(distributed.initialize)  # bad job flags fail before the heavy imports
   from mmtalker_jax.training import trainer
 
-  exit_on_input_error(distributed.initialize)
   try:
     exit_on_input_error(lambda: trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value))
   except trainer.TrainingStopped as e:

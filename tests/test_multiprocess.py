@@ -2,11 +2,11 @@
 
 One story, to keep the number of processes started small: a reference run in
 one process with 4 devices; the same run as 2 processes x 2 devices, one of
-which is SIGKILLed after the first checkpoint; the survivor must stop with
-JAX's message (another task died) within 60 s; the run then resumes as 1 process (elastic 2 -> 1) and
-the reference resumes from its step 20 as 2 processes (1 -> 2); both must
-end equal to the reference; finally
-evaluate.py as 2 processes must print the reference's table.
+which is SIGKILLed after the first checkpoint, so the survivor must stop with
+JAX's message (another task died) within 60 s; that run resumed as 1 process
+(elastic 2 -> 1) and the reference resumed from its step 20 as 2 processes
+(1 -> 2) must both end equal to the reference; and evaluate.py as 2
+processes must give the numbers the reference logged.
 """
 
 import json
@@ -38,9 +38,12 @@ def env(devices: int) -> dict:
 
 
 def train_args(workdir, root, steps):
+  # A shallower tiny model: these tests are about processes, and most of their
+  # time is XLA compiling the program in every process.
   return ["train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
           f"--config.data.root={root}", f"--config.train.num_steps={steps}",
-          f"--config.train.eval_every={EVERY}", "--config.train.log_every=5"]
+          f"--config.train.eval_every={EVERY}", "--config.train.log_every=5",
+          "--config.model.audio_levels=1", "--config.model.gcn_blocks=1"]
 
 
 def start(args, processes: int, port: int):
@@ -115,7 +118,9 @@ def test_two_processes_train_fail_resume_and_evaluate_as_one(tmp_path, tiny_corp
   run(train_args(ref, tiny_corpus_root, STEPS), 1)
 
   # Two processes; process 1 dies after the first checkpoint.
-  procs = start(train_args(multi, tiny_corpus_root, STEPS), 2, free_port())
+  # (--heartbeat_seconds 10 instead of the default 30 to keep the test short.)
+  procs = start([*train_args(multi, tiny_corpus_root, STEPS), "--heartbeat_seconds=10"], 2,
+                free_port())
   try:
     deadline = time.time() + 240
     while not (multi / "checkpoints" / str(EVERY)).is_dir() and time.time() < deadline:
@@ -147,18 +152,16 @@ def test_two_processes_train_fail_resume_and_evaluate_as_one(tmp_path, tiny_corp
   for x, y in zip(params(ref, STEPS), params(back, STEPS)):
     np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-5)
 
-  # evaluate.py as two processes prints the one-process table.
-  tables = {}
-  for name, n in (("one", 1), ("two", 2)):
-    out = tmp_path / f"{name}.json"
-    results = run(["evaluate.py", "--ckpt", str(ref), "--split", "val", "--out", str(out)], n)
-    assert results[0][1].count("static template") == 1
-    assert all("static template" not in o for _, o, _ in results[1:])  # process 0 prints
-    tables[name] = json.loads(out.read_text())
-  for row in ("model", "static_template", "mean_motion"):
-    for k, v in tables["one"][row].items():
-      np.testing.assert_allclose(tables["two"][row][k], v, rtol=1e-5)
-  assert tables["two"]["sequences"] == tables["one"]["sequences"]
+  # evaluate.py as two processes gives the numbers one process logged while training.
+  out = tmp_path / "two.json"
+  results = run(["evaluate.py", "--ckpt", str(ref), "--split", "val", "--out", str(out)], 2)
+  assert results[0][1].count("static template") == 1
+  assert "static template" not in results[1][1]  # process 0 prints
+  table = json.loads(out.read_text())
+  logged_val = next(r for r in logged(ref) if r["step"] == table["step"] and "val_lve" in r)
+  for k in ("lve", "eve", "fdd", "mve"):
+    np.testing.assert_allclose(table["model"][k], logged_val[f"val_{k}"], rtol=1e-5)
+  assert table["static_template"]["lve"] > table["model"]["lve"]
 
 
 def test_bad_job_flags_get_one_line(tmp_path, tiny_corpus_root):

@@ -3,9 +3,11 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import numpy as np
@@ -119,11 +121,8 @@ def member_params(workdir, step):
 
 
 def test_sweep_cli_trains_evaluates_resumes_and_plots(tiny_corpus_root, tmp_path):
-  """One sweep through train.py, evaluate.py and viz.sweep; resume and NaN on copies of it.
-
-  (A SIGKILLed run restarting from its checkpoints is tested for single runs
-  in test_train; a sweep resumes through the same checkpoints, per member.)
-  """
+  """One sweep through train.py, evaluate.py and viz.sweep; a SIGKILLed sweep
+  restarted; NaN in one member on a copy of it."""
   a, c = tmp_path / "a", tmp_path / "c"
   steps, every = 4, 2
   proc = cli(*sweep_args(a, tiny_corpus_root, steps, every))
@@ -143,15 +142,22 @@ def test_sweep_cli_trains_evaluates_resumes_and_plots(tiny_corpus_root, tmp_path
   assert any(np.abs(x - y).max() > 0 for x, y in
              zip(reference["learned_k64"], reference["area_k64"]))
 
-  # What a kill between two members' saves leaves: every member has step 2,
-  # one member also step 4. The same command resumes at step 2 (the newest
-  # step all hold), keeps the member that is ahead, and ends as if never stopped.
-  shutil.copytree(a, c)
-  for name in names[1:]:
-    shutil.rmtree(c / "members" / name / "checkpoints" / str(steps))
+  # SIGKILLed as soon as the first member's first checkpoint appears (the
+  # others' saves of that step may or may not have finished), then the same
+  # command again: it resumes from the newest step every member holds (a
+  # member ahead keeps its extra step) and ends as if never stopped.
+  proc = subprocess.Popen([sys.executable, *sweep_args(c, tiny_corpus_root, steps, every)],
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  first = c / "members" / names[0] / "checkpoints" / str(every)
+  deadline = time.time() + 300
+  while not first.is_dir() and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = [checkpoint.complete_steps(str(c / "members" / n)) for n in names]
+  assert not all(steps in d for d in done), "the sweep finished before it could be killed"
   proc = cli(*sweep_args(c, tiny_corpus_root, steps, every))
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert f"resuming at step {every}" in proc.stdout
   resumed = member_params(c, steps)
   for name in names:
     for x, y in zip(reference[name], resumed[name]):
