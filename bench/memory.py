@@ -1,0 +1,99 @@
+"""XLA's per-device memory for a config's train steps, compiled for N simulated devices.
+
+  python bench/memory.py --config configs/biwi.py --vertices 23370 [--devices 8] [--json OUT]
+  python bench/memory.py --config configs/vocaset.py --vertices 5023
+
+Nothing runs: the train step (sampled points) and the step with the
+all-vertex loss (every `loss.vertex_every` steps) are compiled for the
+config's global batch at its longest length bucket, on a stand-in face mesh
+of `--vertices` vertices (about 2 faces per vertex, as FLAME and BIWI have),
+and XLA's memory analysis is printed per device: arguments, outputs,
+temporaries, and their sum (an upper bound on the peak; donated arguments are
+counted once). Also XLA's FLOPs per step, and the step time they imply at a
+given accelerator peak.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mmtalker_jax.allocator import reexec_with_tcmalloc  # noqa: E402
+
+reexec_with_tcmalloc()  # as train.py/predict.py run (mmtalker_jax/allocator.py)
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--config", required=True)
+  parser.add_argument("--vertices", type=int, default=5023, help="mesh size (BIWI: 23370)")
+  parser.add_argument("--devices", type=int, default=8)
+  parser.add_argument("--peak-tflops", type=float, default=197.0,
+                      help="accelerator peak for the time estimate (TPU v5e bf16: 197)")
+  parser.add_argument("--json", default=None)
+  args = parser.parse_args()
+  flags = os.environ.get("XLA_FLAGS", "")
+  if "xla_force_host_platform_device_count" not in flags:
+    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={args.devices}"
+
+  import jax
+  import numpy as np
+
+  from bench.model import disk_face
+  from mmtalker_jax.configlib import load_config
+  from mmtalker_jax.mesh.assets import build_mesh_assets
+  from mmtalker_jax.models.mmtalker import build_model
+  from mmtalker_jax.training import members, sharding, trainer
+  from mmtalker_jax.training.optimizer import make_optimizer
+  from mmtalker_jax.training.state import create_state
+  from mmtalker_jax import alignment
+
+  config = load_config(args.config)
+  assets = build_mesh_assets(*disk_face(args.vertices))
+  mesh = sharding.make_mesh()
+  model = build_model(config, assets, num_styles=8)
+  optimizer = make_optimizer(config.train)
+  runs = members.members_of(config, "/unused")
+  state = jax.eval_shape(lambda k: create_state(model, optimizer, config.data, k, mesh),
+                         jax.random.key(0))
+  state = jax.tree_util.tree_map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)), state)
+  b, t = int(config.train.global_batch_size), max(config.data.bucket_frames)
+  f = alignment.num_feature_frames(t, config.data.fps, config.data.features.feature_rate)
+  v = assets.num_vertices
+  data = sharding.batch_sharded(mesh)
+  shapes = {"audio": ((b, f, int(config.data.features.n_mels)), np.float32),
+            "vertices": ((b, t, v, 3), np.float32), "template": ((b, v, 3), np.float32),
+            "frame_mask": ((b, t), np.float32), "style": ((b,), np.int32),
+            "seq_index": ((b,), np.int32)}
+  batch = {k: jax.ShapeDtypeStruct(s, d, sharding=data) for k, (s, d) in shapes.items()}
+  key = members.sample_key(config)
+  print(f"config {args.config}: global batch {b} x {t} frames, V={v}, faces "
+        f"{assets.num_faces}, K={config.sampler.num_points}, width {config.model.width}, "
+        f"{jax.device_count()} devices")
+  out = {}
+  for name, vertex in (("train", False), ("train_vertex_loss", True)):
+    step = trainer.make_train_step(model, optimizer, config, mesh, runs, with_vertex_loss=vertex)
+    compiled = step.jitted.lower(state, batch, key).compile()
+    mem = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+             - mem.alias_size_in_bytes)
+    flops = float(cost.get("flops", 0.0))  # per device
+    out[f"{name}_bytes_per_device"] = int(total)
+    out[f"{name}_flops_per_device"] = flops
+    print(f"{name:<18} per device: args {mem.argument_size_in_bytes / 2**30:.2f} GiB, "
+          f"outputs {mem.output_size_in_bytes / 2**30:.2f} GiB, temporaries "
+          f"{mem.temp_size_in_bytes / 2**30:.2f} GiB, aliased {mem.alias_size_in_bytes / 2**30:.2f}"
+          f" GiB -> {total / 2**30:.2f} GiB; {flops / 1e9:.1f} GFLOP "
+          f"({flops / (args.peak_tflops * 1e12) * 1e3:.2f} ms at {args.peak_tflops:g} TFLOP/s)")
+  if args.json:
+    with open(args.json, "w", encoding="utf-8") as fh:
+      json.dump(out, fh, indent=2)
+
+
+if __name__ == "__main__":
+  main()
