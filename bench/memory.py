@@ -10,7 +10,9 @@ of `--vertices` vertices (about 2 faces per vertex, as FLAME and BIWI have),
 and XLA's memory analysis is printed per device: arguments, outputs,
 temporaries, and their sum (an upper bound on the peak; donated arguments are
 counted once). Also XLA's FLOPs per step, and the step time they imply at a
-given accelerator peak.
+given accelerator peak (a scan's body counts once in XLA's cost analysis: for
+the FLOPs of the chunked all-vertex loss, pass --config.loss.vertex_chunk_frames=0
+to measure the one-shot program).
 """
 
 import argparse

@@ -43,6 +43,8 @@ def synthtalk_data(spec: SynthSpec, root: str) -> ml_collections.ConfigDict:
 def size_for_accelerators(config: ml_collections.ConfigDict) -> None:
   """Batch, steps, model width and the all-vertex loss for a GPU/TPU run (in place)."""
   config.loss.vertex_every = 20
+  # The all-vertex loss over 32 frames at a time under remat (bench/memory.py).
+  config.loss.vertex_chunk_frames = 32
   config.sampler.num_points = 1024
   config.train.update(dict(global_batch_size=32, num_steps=50_000, learning_rate=1e-3,
                            warmup_steps=1000, eval_every=2000, log_every=100,
@@ -85,7 +87,10 @@ def get_config() -> ml_collections.ConfigDict:
   # The plain all-vertex MSE joins every `vertex_every` steps (0: never). It costs
   # V/K times a sampled step and a second compile per bucket, so the CPU default
   # leaves it off; the accelerator configs turn it on.
+  # vertex_chunk_frames > 0 computes it that many frames at a time under remat
+  # (same value and gradient, memory of one chunk; 0: all frames at once).
   config.loss = ml_collections.ConfigDict(dict(
-      point_weight=1.0, velocity_weight=1.0, vertex_weight=1.0, vertex_every=0))
+      point_weight=1.0, velocity_weight=1.0, vertex_weight=1.0, vertex_every=0,
+      vertex_chunk_frames=0))
   config.scale = ml_collections.ConfigDict(dict(lve=1e5, eve=1e5, fdd=1e5, mve=1e3))
   return config

@@ -85,6 +85,32 @@ def test_scheduled_vertex_loss_adds_the_all_vertex_mse(tiny_config, data_cfg):
                                        cfg.vertex_weight * float(parts["vertex_mse"]), rel=1e-5)
 
 
+def test_chunked_vertex_loss_has_the_same_value_and_gradient(tiny_config, data_cfg):
+  """The all-vertex MSE over chunks of frames under remat equals the one-shot loss."""
+  from mmtalker_jax.training.step import vertex_mse
+  corpus = Corpus(data_cfg)
+  batch = next(Batcher(corpus, "train", 2, data_cfg.bucket_frames, train=True).epoch(0))
+  model = build_model(tiny_config, corpus.assets, len(corpus.train_subjects))
+  x = [batch[k] for k in ("audio", "template", "style", "frame_mask")]
+  params = jax.jit(model.init)({"params": jax.random.key(0)}, *x)["params"]
+  # Move the regressor's output layer off its zero start, so predictions differ from the template.
+  params = jax.tree_util.tree_map(lambda p: p + 0.01 * jnp.sin(jnp.arange(p.size).reshape(p.shape)),
+                                  params)
+  unit = 1.0 / model.displacement_scale
+  t = batch["frame_mask"].shape[1]
+  assert batch["frame_mask"].sum(1).min() < t  # padded frames included
+  fns = {c: jax.jit(jax.value_and_grad(lambda p, c=c: vertex_mse(p, model, batch, unit, c)))
+         for c in (0, 24)}  # 24 does not divide the 64-frame bucket
+  (v0, g0), (v1, g1) = fns[0](params), fns[24](params)
+  assert float(v0) > 0
+  np.testing.assert_allclose(float(v1), float(v0), rtol=1e-5)
+  # Against the largest gradient: some (attention key biases) are zero up to rounding.
+  scale = max(float(np.abs(a).max()) for a in jax.tree_util.tree_leaves(g0))
+  assert scale > 0
+  for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):
+    np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5 * scale)
+
+
 def test_same_seed_same_metrics_and_kill_resume_matches(tmp_path, tiny_corpus_root):
   """A run SIGKILLed after a checkpoint, started again, ends exactly as one that never stopped.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -49,13 +50,49 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   total = total + loss_cfg.point_weight * losses.density_surrogate(
       pred, target, aux["weights"], aux["log_p"], mask, point_mask)
   if with_vertex_loss:
-    full, _ = model.apply({"params": params}, batch["audio"], batch["template"],
-                          batch["style"], mask, points=VERTICES)
-    truth = batch["vertices"] - batch["template"][:, None]
-    parts["vertex_mse"] = losses.vertex_mse(full * unit, truth * unit, mask)
+    parts["vertex_mse"] = vertex_mse(params, model, batch, unit,
+                                     int(loss_cfg.get("vertex_chunk_frames", 0)))
     total = total + loss_cfg.vertex_weight * parts["vertex_mse"]
   parts["loss"] = total
   return total, parts
+
+
+def vertex_mse(params, model: MMTalker, batch: dict, unit: float, chunk: int) -> jnp.ndarray:
+  """The plain squared error at every vertex, in output units (`losses.vertex_mse`).
+
+  chunk > 0: the frame-independent part (encoder, point features) runs once,
+  then the regressor runs over `chunk` frames at a time inside a scan under
+  remat, so the largest activation is [B, chunk, V, H] instead of [B, T, V, H]
+  in the forward and backward pass. The value and gradient are the same.
+  """
+  mask = batch["frame_mask"]
+  truth = (batch["vertices"] - batch["template"][:, None]) * unit  # [B,T,V,3]
+  b, t = mask.shape
+  if chunk <= 0 or chunk >= t:
+    full, _ = model.apply({"params": params}, batch["audio"], batch["template"],
+                          batch["style"], mask, points=VERTICES)
+    return losses.vertex_mse(full * unit, truth, mask)
+  apply = functools.partial(model.apply, {"params": params})
+  encoded = apply(batch["audio"], batch["template"], batch["style"], mask, method=model.encode)
+  face_ids, bary = model.assets.vertex_points()
+  points = apply(encoded, jnp.asarray(face_ids), jnp.asarray(bary), method=model.encode_points)
+  n = -(-t // chunk)
+
+  def chunks(x):  # [B,T,...] -> [n,B,chunk,...], zero-padded past T
+    x = jnp.pad(x, [(0, 0), (0, n * chunk - t)] + [(0, 0)] * (x.ndim - 2))
+    return jnp.moveaxis(x.reshape(b, n, chunk, *x.shape[2:]), 1, 0)
+
+  @jax.checkpoint
+  def squared_error(motion, frames, target):
+    disp = apply(points, motion, frames, method=model.decode_frames) * unit
+    return jnp.sum(jnp.sum((disp - target) ** 2, -1).mean(-1) * frames)
+
+  def body(total, xs):
+    return total + squared_error(*xs), None
+
+  total, _ = jax.lax.scan(body, jnp.zeros((), truth.dtype),
+                          (chunks(encoded["motion"]), chunks(mask), chunks(truth)))
+  return total / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def train_step(state: TrainState, batch: dict, key: jax.Array, sampler: SamplerSettings,
