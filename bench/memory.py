@@ -11,8 +11,8 @@ and XLA's memory analysis is printed per device: arguments, outputs,
 temporaries, and their sum (an upper bound on the peak; donated arguments are
 counted once). Also XLA's FLOPs per step, and the step time they imply at a
 given accelerator peak (a scan's body counts once in XLA's cost analysis: for
-the FLOPs of the chunked all-vertex loss, pass --config.loss.vertex_chunk_frames=0
-to measure the one-shot program).
+the FLOPs of the chunked all-vertex loss, pass --vertex-chunk-frames 0 to
+measure the one-shot program).
 """
 
 import argparse
@@ -34,6 +34,8 @@ def main():
   parser.add_argument("--devices", type=int, default=8)
   parser.add_argument("--peak-tflops", type=float, default=197.0,
                       help="accelerator peak for the time estimate (TPU v5e bf16: 197)")
+  parser.add_argument("--vertex-chunk-frames", type=int, default=None,
+                      help="override loss.vertex_chunk_frames (0: the one-shot all-vertex loss)")
   parser.add_argument("--json", default=None)
   args = parser.parse_args()
   flags = os.environ.get("XLA_FLAGS", "")
@@ -53,6 +55,8 @@ def main():
   from mmtalker_jax import alignment
 
   config = load_config(args.config)
+  if args.vertex_chunk_frames is not None:
+    config.loss.vertex_chunk_frames = args.vertex_chunk_frames
   assets = build_mesh_assets(*disk_face(args.vertices))
   mesh = sharding.make_mesh()
   model = build_model(config, assets, num_styles=8)

@@ -179,12 +179,3 @@ def test_bad_job_flags_get_one_line(tmp_path, tiny_corpus_root):
         [sys.executable, *args, f"--coordinator_address=127.0.0.1:{taken}", "--num_processes=2",
          "--process_id=0"], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)])
   assert code == 2 and len(err.strip().splitlines()) == 1 and "already in use" in err, err
-  # Process 0 alone, told to wait for a second process that never comes: JAX's
-  # runtime gives up after --init_timeout_seconds (its own fatal message, not one line).
-  start_time = time.time()
-  (code, _, err), = finish([subprocess.Popen(
-      [sys.executable, *args, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-       "--process_id=0", "--init_timeout_seconds=5"], cwd=ROOT, text=True,
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE)], timeout=120)
-  assert code != 0 and "DEADLINE_EXCEEDED" in err and "RegisterTask" in err, err[-2000:]
-  assert time.time() - start_time < 60
