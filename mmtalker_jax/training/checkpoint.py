@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import sys
+import warnings
 from typing import Callable
 
 import ml_collections
@@ -66,8 +67,11 @@ def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state):
         state=ocp.args.StandardRestore(abstract_state)))
   except Exception:
     # asyncio logs each failed read nobody awaits ("Future exception was never
-    # retrieved"): dozens of tracebacks after the one error that matters.
+    # retrieved"), and Python warns of reads never started: dozens of lines
+    # after the one error that matters.
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited",
+                            category=RuntimeWarning)
     raise
   return out["state"]
 
