@@ -64,12 +64,18 @@ def test_one_train_step_on_made_up_data(tiny_config, data_cfg):
   assert all(jax.tree_util.tree_leaves(changed)), changed
 
 
-def test_scheduled_vertex_loss_adds_the_all_vertex_mse(tiny_config, data_cfg):
+def tiny_model_and_batch(tiny_config, data_cfg):
+  """(batch of 2 training sequences, the tiny model, its initial parameters)."""
   corpus = Corpus(data_cfg)
   batch = next(Batcher(corpus, "train", 2, data_cfg.bucket_frames, train=True).epoch(0))
   model = build_model(tiny_config, corpus.assets, len(corpus.train_subjects))
   x = [batch[k] for k in ("audio", "template", "style", "frame_mask")]
   params = jax.jit(model.init)({"params": jax.random.key(0)}, *x)["params"]
+  return batch, model, params
+
+
+def test_scheduled_vertex_loss_adds_the_all_vertex_mse(tiny_config, data_cfg):
+  batch, model, params = tiny_model_and_batch(tiny_config, data_cfg)
   fn = jax.jit(lambda p: compute_losses(p, model, batch, jax.random.key(0), tiny_config.loss, 32,
                                         sampler_settings(tiny_config.sampler),
                                         with_vertex_loss=True))
@@ -88,12 +94,9 @@ def test_scheduled_vertex_loss_adds_the_all_vertex_mse(tiny_config, data_cfg):
 def test_chunked_vertex_loss_has_the_same_value_and_gradient(tiny_config, data_cfg):
   """The all-vertex MSE over chunks of frames under remat equals the one-shot loss."""
   from mmtalker_jax.training.step import vertex_mse
-  corpus = Corpus(data_cfg)
-  batch = next(Batcher(corpus, "train", 2, data_cfg.bucket_frames, train=True).epoch(0))
-  model = build_model(tiny_config, corpus.assets, len(corpus.train_subjects))
-  x = [batch[k] for k in ("audio", "template", "style", "frame_mask")]
-  params = jax.jit(model.init)({"params": jax.random.key(0)}, *x)["params"]
-  # Move the regressor's output layer off its zero start, so predictions differ from the template.
+  batch, model, params = tiny_model_and_batch(tiny_config, data_cfg)
+  # Move every parameter off its start (the output layer starts at zero), so
+  # predictions differ from the template.
   params = jax.tree_util.tree_map(lambda p: p + 0.01 * jnp.sin(jnp.arange(p.size).reshape(p.shape)),
                                   params)
   unit = 1.0 / model.displacement_scale
