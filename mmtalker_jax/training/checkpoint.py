@@ -152,11 +152,9 @@ def restore_newest_readable(mngrs: list[ocp.CheckpointManager], abstract_state,
       return step, states
     for m, why in bad:
       folder = os.path.join(str(m.directory), str(step))
-      where = f"{folder}.unreadable"
+      kept = set_aside(m, step) if may_rename else f"{folder}.unreadable"
       on_skip(f"skipping checkpoint step {step}: {folder} cannot be read ({why}); "
-              f"kept as {where}, resuming from an older step")
-      if may_rename:
-        set_aside(m, step)
+              f"kept as {kept}, resuming from an older step")
     barrier()
     for m in mngrs:
       m.reload()

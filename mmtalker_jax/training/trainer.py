@@ -39,6 +39,13 @@ class DiskFull(TrainingStopped):
   """A write failed for lack of space."""
 
 
+def _sync(name: str) -> None:
+  """Waits until every process reaches this point (nothing with one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices(name)
+
+
 def ensure_corpus(data_cfg: ml_collections.ConfigDict) -> None:
   """Generates SynthTalk at data.root when it is missing and the config allows it."""
   root = os.path.expanduser(data_cfg.root)
@@ -49,9 +56,7 @@ def ensure_corpus(data_cfg: ml_collections.ConfigDict) -> None:
   if jax.process_index() == 0:
     print(f"generating SynthTalk at {root} ...", flush=True)
     synthtalk.generate(root, synthtalk.spec_from_config(data_cfg))
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices("synthtalk")
+  _sync("synthtalk")
 
 
 @dataclasses.dataclass
@@ -89,12 +94,6 @@ def make_train_step(model, optimizer, config: ml_collections.ConfigDict, mesh,
   return StepFn(jax.jit(step, in_shardings=(mem, data_sh, mem, mem, mem),
                         out_shardings=(mem, mem), donate_argnums=0),
                 (jax.device_put(settings, mem), jax.device_put(mask, mem)))
-
-
-def _sync(name: str) -> None:
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices(name)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
