@@ -14,7 +14,7 @@ reexec_with_tcmalloc()  # before JAX starts: see mmtalker_jax/allocator.py
 
 from absl import flags  # noqa: E402
 
-from mmtalker_jax import distributed  # noqa: E402
+from mmtalker_jax import compile_cache, distributed  # noqa: E402
 from mmtalker_jax.cli import run_app  # noqa: E402
 from mmtalker_jax.training import members  # noqa: E402
 
@@ -50,6 +50,7 @@ def run():
   from mmtalker_jax.training.writers import SequenceWriter
 
   distributed.initialize()
+  compile_cache.enable()
   if jax.process_count() > 1:
     for flag, value in (("--long", _LONG.value), ("--save-pred", _SAVE_PRED.value),
                         ("--render", _RENDER.value)):

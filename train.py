@@ -4,7 +4,9 @@
 
 Several hosts: pass --coordinator_address, --num_processes and --process_id on
 each, or --distributed where jax.distributed discovers them (see
-mmtalker_jax/distributed.py).
+mmtalker_jax/distributed.py). Compiled programs are kept in --compile_cache
+(mmtalker_jax/compile_cache.py), so a restart or the next run with the same
+shapes compiles nothing.
 """
 
 from mmtalker_jax.allocator import reexec_with_tcmalloc
@@ -16,7 +18,7 @@ import sys  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-from mmtalker_jax import distributed  # noqa: E402
+from mmtalker_jax import compile_cache, distributed  # noqa: E402
 from mmtalker_jax.cli import parse_flags  # noqa: E402
 from mmtalker_jax.errors import exit_on_input_error  # noqa: E402
 
@@ -29,6 +31,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
   exit_on_input_error(distributed.initialize)  # bad job flags fail before the heavy imports
+  compile_cache.enable()
   from mmtalker_jax.training import trainer
 
   try:

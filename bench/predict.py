@@ -64,7 +64,7 @@ def main():
   sr = int(predictor.features["sample_rate"])
   rng = np.random.default_rng(0)
   print(f"backend {jax.default_backend()}, V={run.model.assets.num_vertices}, "
-        f"F={run.model.assets.num_faces}, chunk {predictor.chunk} frames, "
+        f"F={run.model.assets.num_faces}, chunk {predictor.decoder.chunk} frames, "
         f"length bucket {predictor.bucket} frames")
   frames = None
   for seconds in args.seconds:
@@ -79,6 +79,8 @@ def main():
           f"warm {warm:.2f} s = real-time factor {seconds / warm:.1f}, "
           f"peak RSS so far {peak_rss_mib():.0f} MiB")
 
+  if args.render_frames <= 0:
+    return
   clip = frames[:args.render_frames]
   faces = run.model.assets.faces
   list(video.render_animation(clip[:2], faces, 512))  # numba compile

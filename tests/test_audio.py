@@ -1,5 +1,6 @@
 """Audio loading and log-mel features aligned exactly to mesh frames."""
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
@@ -98,3 +99,25 @@ def test_cache_returns_the_same_features_and_keys_on_content_and_params(tmp_path
   edited = audio_lib.cached_log_mel(path, 60, 30.0, PARAMS, cache)
   assert len(list((tmp_path / "cache").iterdir())) == 3
   assert not np.array_equal(edited, first)
+
+
+@pytest.mark.parametrize("rate,channels,name,subtype", [
+    (44100, 2, "s.wav", "PCM_16"), (22050, 1, "m.flac", "PCM_24"), (48000, 3, "t.wav", "FLOAT"),
+    (16000, 1, "n.wav", "PCM_16"), (8000, 1, "o.ogg", "VORBIS")])
+def test_audio_reads_exactly_as_librosa_load(tmp_path, rate, channels, name, subtype):
+  rng = np.random.default_rng(rate)
+  path = tmp_path / name
+  sf.write(path, 0.3 * rng.standard_normal((rate + 17, channels)), rate, subtype=subtype)
+  ours = audio_lib.load_audio(path, 16000)
+  reference, _ = librosa.load(path, sr=16000, mono=True)
+  assert ours.dtype == np.float32 and ours.shape == reference.shape
+  np.testing.assert_array_equal(ours, reference)
+
+
+@pytest.mark.parametrize("sr,n_fft,n_mels,fmin,fmax", [
+    (16000, 512, 80, 0.0, 8000.0), (16000, 400, 128, 20.0, 7600.0), (22050, 2048, 64, 50.0, 9000.0)])
+def test_mel_filters_equal_librosa(sr, n_fft, n_mels, fmin, fmax):
+  ours = audio_lib._mel_basis(sr, n_fft, n_mels, fmin, fmax)
+  reference = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+  assert ours.shape == (n_mels, n_fft // 2 + 1)
+  np.testing.assert_array_equal(ours, reference.astype(np.float32))

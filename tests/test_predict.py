@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -11,6 +12,8 @@ import pytest
 import soundfile as sf
 import trimesh
 
+from mmtalker_jax.errors import InputError
+from mmtalker_jax.inference.batch import audio_files, output_paths
 from mmtalker_jax.inference.predictor import Predictor, num_frames_for
 from mmtalker_jax.inference.subdivide import subdivide
 from mmtalker_jax.mesh.assets import build_mesh_assets
@@ -233,3 +236,58 @@ def test_evaluate_long_joins_sentences_and_compares_with_per_sentence(run_dir, t
   assert preds == ["SynthTalk_S01_long01_condition_SynthTalk_S01.npy",
                    "SynthTalk_S02_long01_condition_SynthTalk_S02.npy"]
   assert np.load(tmp_path / "pred" / preds[0]).shape[0] >= 6 * 30
+
+
+def test_a_folder_with_a_corrupt_file_yields_the_others_and_the_next_call_compiles_nothing(
+    run_dir, speech, tmp_path):
+  folder, out, cache = tmp_path / "in", tmp_path / "out", tmp_path / "xla"
+  folder.mkdir()
+  audio, sr = sf.read(speech, dtype="float32")
+  sf.write(folder / "a.wav", audio, sr, subtype="FLOAT")
+  sf.write(folder / "b.flac", audio[: len(audio) // 2], sr)
+  (folder / "c.wav").write_bytes(b"this is not audio" * 40)
+  (folder / "notes.txt").write_text("not an audio file: ignored")
+  proc = cli("predict.py", "--ckpt", str(run_dir), "--audio_dir", str(folder), "--out_dir",
+             str(out), "--compile_cache", str(cache), "--verbose")
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines() == [
+      f"error: {folder / 'c.wav'}: not a readable audio file (Error opening "
+      f"'{folder / 'c.wav'}': Format not recognised.)"]
+  assert sorted(os.listdir(out)) == ["a.npy", "b.npy"]  # nothing of c.wav
+  assert "2 of 3 files animated" in proc.stdout and "1 failed" in proc.stdout
+  fps = json.loads((run_dir / "config.json").read_text())["data"]["fps"]
+  for name, n in (("a", len(audio)), ("b", len(audio) // 2)):
+    frames = np.load(out / f"{name}.npy")
+    assert frames.shape == (num_frames_for(n, sr, fps), 288, 3) and np.isfinite(frames).all()
+  first = compiled_and_loaded(proc.stdout)
+  assert first[0] >= 3 and first[1] == 0 and os.listdir(cache)
+
+  again = tmp_path / "again.npy"
+  proc = cli("predict.py", "--ckpt", str(run_dir), "--audio", str(folder / "a.wav"), "--out",
+             str(again), "--compile_cache", str(cache), "--verbose")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  second = compiled_and_loaded(proc.stdout)
+  assert second[0] == 0 and second[1] >= 3  # every program came from the cache
+  np.testing.assert_array_equal(np.load(again), np.load(out / "a.npy"))
+
+
+def compiled_and_loaded(stdout: str) -> tuple[int, int]:
+  m = re.search(r"\((\d+) programs compiled, (\d+) loaded from the cache\)", stdout)
+  assert m, stdout
+  return int(m.group(1)), int(m.group(2))
+
+
+def test_batch_outputs_are_named_after_inputs_and_collisions_are_refused(tmp_path):
+  paths = output_paths(["x/a.wav", "y/b.flac"], "OUT", ("npy", "mp4", "obj"))
+  assert paths == [{"npy": "OUT/a.npy", "mp4": "OUT/a.mp4", "obj": "OUT/a_obj"},
+                   {"npy": "OUT/b.npy", "mp4": "OUT/b.mp4", "obj": "OUT/b_obj"}]
+  with pytest.raises(InputError, match="y/a.flac: has the same name as x/a.wav"):
+    output_paths(["x/a.wav", "y/a.flac"], "OUT", ("npy",))
+  with pytest.raises(InputError, match="unknown output format"):
+    output_paths(["x/a.wav"], "OUT", ("gif",))
+  (tmp_path / "z.WAV").write_bytes(b"")
+  (tmp_path / "readme.md").write_text("")
+  assert audio_files(str(tmp_path)) == [str(tmp_path / "z.WAV")]
+  (tmp_path / "empty").mkdir()
+  with pytest.raises(InputError, match="empty: holds no audio files"):
+    audio_files(str(tmp_path / "empty"))

@@ -43,14 +43,16 @@ def _wav_shortfall(path: str) -> int:
 def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
   """Reads any file librosa reads, resampled to `sample_rate` and mixed to mono.
 
+  Files libsndfile reads (WAV, FLAC, OGG, MP3, ...) go through `_read_soundfile`,
+  which gives librosa.load's samples exactly without importing librosa (about
+  1 s of start-up); anything else goes through librosa.load itself.
+
   Returns:
     [S] float32.
 
   Raises:
     InputError: naming `path`, for a missing, unreadable, non-audio or empty file.
   """
-  import librosa  # deferred: its first import is slow
-
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise InputError(path, "audio file not found")
@@ -60,17 +62,44 @@ def load_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
   if missing:
     raise InputError(path, f"truncated WAV: {missing} bytes of audio data are missing")
   try:
-    with warnings.catch_warnings():
-      warnings.simplefilter("ignore")
-      audio, _ = librosa.load(path, sr=sample_rate, mono=True)
-  except Exception as e:  # soundfile/audioread raise many types
-    reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-    raise InputError(path, f"not a readable audio file ({reason})") from None
+    audio = _read_soundfile(path, sample_rate)
+  except Exception as e:  # noqa: BLE001 (libsndfile cannot read it: librosa's other backends may)
+    audio, first_error = None, e
+  if audio is None:
+    import librosa  # deferred: its first import takes about a second
+
+    try:
+      with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        audio, _ = librosa.load(path, sr=sample_rate, mono=True)
+    except Exception:  # noqa: BLE001 (audioread raises many types, with little to say)
+      reason = (str(first_error).splitlines() or [type(first_error).__name__])[0]
+      raise InputError(path, f"not a readable audio file ({reason})") from None
   if audio.size == 0:
     raise InputError(path, "audio file holds no samples")
   if not np.all(np.isfinite(audio)):
     raise InputError(path, "audio holds NaN or inf samples")
   return audio.astype(np.float32)
+
+
+def _read_soundfile(path: str, sample_rate: int) -> np.ndarray:
+  """librosa.load(path, sr=sample_rate, mono=True) for files libsndfile reads.
+
+  The same steps in the same float32 arithmetic: read, average the channels,
+  resample with soxr at 'soxr_hq', pad or trim to ceil(S x ratio) samples.
+  Non-finite samples are returned as they are (the caller rejects them).
+  """
+  import soundfile as sf
+  import soxr
+
+  audio, native = sf.read(path, dtype="float32", always_2d=True)
+  audio = audio.mean(axis=1, dtype=np.float32) if audio.shape[1] > 1 else audio[:, 0]
+  if native == sample_rate or audio.size == 0 or not np.all(np.isfinite(audio)):
+    return audio
+  size = int(np.ceil(audio.shape[0] * float(sample_rate) / native))
+  out = soxr.resample(audio, native, sample_rate, quality="soxr_hq")
+  out = out[:size] if len(out) >= size else np.pad(out, (0, size - len(out)))
+  return np.asarray(out, np.float32)
 
 
 POWER_FLOOR = 1e-6  # added to mel power before the log
@@ -86,9 +115,37 @@ _FEATURE_VERSION = 2  # bump when log_mel's numbers change, to invalidate caches
 
 @functools.lru_cache(maxsize=8)
 def _mel_basis(sample_rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float):
-  import librosa
-  return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels,
-                             fmin=fmin, fmax=fmax).astype(np.float32)
+  """[n_mels, n_fft // 2 + 1] Slaney mel filters with Slaney area norm.
+
+  librosa.filters.mel's defaults (htk=False, norm='slaney'), computed here so
+  prediction need not import librosa; tests/test_audio.py compares the two.
+  """
+  fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+  mels = np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2)
+  edges = _mel_to_hz(mels)
+  widths = np.diff(edges)
+  ramps = edges[:, None] - fft_freqs[None, :]
+  lower = -ramps[:-2] / widths[:-1, None]
+  upper = ramps[2:] / widths[1:, None]
+  weights = np.maximum(0.0, np.minimum(lower, upper)).astype(np.float32)
+  weights *= (2.0 / (edges[2:] - edges[:-2]))[:, None]  # in float32, as librosa does
+  return weights
+
+
+# Slaney's mel scale: linear below 1 kHz (200/3 Hz per mel), logarithmic above.
+_F_SP, _MIN_LOG_HZ, _LOGSTEP = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+_MIN_LOG_MEL = _MIN_LOG_HZ / _F_SP
+
+
+def _hz_to_mel(hz: float) -> float:
+  if hz < _MIN_LOG_HZ:
+    return hz / _F_SP
+  return _MIN_LOG_MEL + np.log(hz / _MIN_LOG_HZ) / _LOGSTEP
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+  return np.where(mels < _MIN_LOG_MEL, _F_SP * mels,
+                  _MIN_LOG_HZ * np.exp(_LOGSTEP * (mels - _MIN_LOG_MEL)))
 
 
 def log_mel(audio: np.ndarray, num_frames: int, fps: float,

@@ -2,49 +2,59 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
-
-from mmtalker_jax.data.audio import load_audio
 from mmtalker_jax.errors import InputError
-from mmtalker_jax.inference import export
+from mmtalker_jax.inference import batch, export
 from mmtalker_jax.inference.predictor import Predictor
 from mmtalker_jax.inference.subdivide import subdivide as subdivide_mesh
 
 
-def animate_file(ckpt: str, audio_path: str, style: str | None = None, out: str | None = None,
-                 obj_dir: str | None = None, video: str | None = None,
-                 subdivide: int = 0) -> str:
-  """predict.py: animates `audio_path` and writes the requested outputs.
+@dataclasses.dataclass
+class Report:
+  """What `animate_files` did: the per-file totals and the time spent restoring."""
+  totals: batch.Totals
+  restore_seconds: float
+  fps: float
+  style: str
 
-  Returns:
-    A one-line summary.
+  def one_file(self, written: list[str]) -> str:
+    t = self.totals
+    return (f"{t.frames} frames x {t.vertices} vertices at {self.fps:g} fps "
+            f"({t.audio_seconds:.2f} s of audio, style {self.style}, predicted in "
+            f"{t.predict_seconds:.2f} s with compilation) -> {', '.join(written)}")
+
+  def timings(self) -> str:
+    t = self.totals
+    return (f"restore {self.restore_seconds:.2f} s, read audio {t.read_seconds:.2f} s, "
+            f"predict {t.predict_seconds:.2f} s (compiling included), write "
+            f"{t.write_seconds:.2f} s")
+
+
+def animate_files(ckpt: str, sources: list[str], outputs: list[dict], style: str | None = None,
+                  subdivide: int = 0, log=print, stop_on_error: bool = False) -> Report:
+  """predict.py: animates every file of `sources` into its `outputs` ({format: path}).
+
+  Unwritable outputs, a bad checkpoint and an unknown style fail before any
+  audio is read (InputError). A bad audio file is reported in one line on
+  stderr and skipped, or raised with `stop_on_error`.
   """
   from mmtalker_jax.training.restore import restore
 
-  export.check_writable(out)
-  export.check_writable(video)
-  export.check_writable(obj_dir, is_dir=True)
+  for paths in outputs:
+    for fmt, path in paths.items():
+      export.check_writable(path, is_dir=fmt == "obj")
+  start = time.perf_counter()
   run = restore(ckpt)
   predictor = Predictor(run)
-  predictor.style_index(style)  # an unknown style fails before the audio is read
-  sr = int(predictor.features["sample_rate"])
-  audio = load_audio(audio_path, sr)
-  assets = run.model.assets
-  sub = subdivide_mesh(assets.faces, subdivide)
-  start = time.perf_counter()
-  try:
-    frames = predictor.animate(audio, style, points=(sub.face_ids, sub.bary))
-  except ValueError as e:
-    raise InputError(audio_path, str(e)) from None
-  elapsed = time.perf_counter() - start
-  if out:
-    export.write_npy(out, frames)
-  if obj_dir:
-    export.write_obj_frames(obj_dir, frames, sub.faces, sub.corner_values(assets.face_uv))
-  if video:
-    export.write_video(video, frames, sub.faces, predictor.fps, audio, sr)
-  written = ", ".join(p for p in (out, obj_dir, video) if p)
-  return (f"{len(frames)} frames x {frames.shape[1]} vertices at {predictor.fps:g} fps "
-          f"({len(audio) / sr:.2f} s of audio, style {predictor.styles[predictor.style_index(style)]}, "
-          f"predicted in {elapsed:.2f} s with compilation) -> {written}")
+  name = predictor.styles[predictor.style_index(style)]
+  restore_seconds = time.perf_counter() - start
+  sub = subdivide_mesh(run.model.assets.faces, subdivide)
+  totals = batch.animate_all(predictor, sources, outputs, style, sub, log=log,
+                             on_error=_raise if stop_on_error else batch.report_error)
+  return Report(totals, restore_seconds, predictor.fps, name)
+
+
+def _raise(error: InputError) -> None:
+  raise error

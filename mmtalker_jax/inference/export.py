@@ -16,7 +16,6 @@ import soundfile as sf
 from mmtalker_jax import fileio
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.mesh import io as mesh_io
-from mmtalker_jax.viz import video
 
 
 def check_writable(path: str | None, is_dir: bool = False) -> None:
@@ -40,6 +39,14 @@ def check_writable(path: str | None, is_dir: bool = False) -> None:
       pass
   except OSError as e:
     raise InputError(path, f"cannot write here ({parent}: {e.strerror or e})") from None
+
+
+def remove(path: str) -> None:
+  """Deletes a written output (file or OBJ folder), if it is there."""
+  if os.path.isdir(path):
+    shutil.rmtree(path, ignore_errors=True)
+  elif os.path.exists(path):
+    os.remove(path)
 
 
 def write_npy(path: str, frames: np.ndarray) -> None:
@@ -70,6 +77,8 @@ def write_obj_frames(folder: str, frames: np.ndarray, faces: np.ndarray,
 def write_video(path: str, frames: np.ndarray, faces: np.ndarray, fps: float,
                 audio: np.ndarray | None, sample_rate: int, size: int = 512) -> int:
   """A shaded front view at `fps` with `audio` muxed in; returns frames written."""
+  from mmtalker_jax.viz import video  # deferred: the renderer pulls in numba
+
   with tempfile.TemporaryDirectory() as tmp:
     wav = None
     if audio is not None:

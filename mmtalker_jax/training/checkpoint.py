@@ -11,6 +11,7 @@ Kept: the latest `keep` steps plus the best by validation LVE.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -20,6 +21,7 @@ import sys
 import warnings
 from typing import Callable
 
+import jax
 import ml_collections
 from absl import logging as absl_logging
 import numpy as np
@@ -61,10 +63,48 @@ def save(mngr: ocp.CheckpointManager, step: int, state, config: ml_collections.C
 
 def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state):
   """Restores the TrainState of `step` onto the shardings of `abstract_state`."""
-  _drop_closed_loop_reports()  # before: a failing read can report before the restore raises
-  try:
+  with _quiet_failure():
     out = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state)))
+  return out["state"]
+
+
+def reader(workdir: str) -> ocp.CheckpointManager:
+  """A read-only manager over <workdir>/checkpoints that can restore the parameters alone."""
+  options = ocp.CheckpointManagerOptions(read_only=True, create=False,
+                                         enable_async_checkpointing=False)
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), CHECKPOINTS), options=options,
+      item_handlers={"state": ocp.PyTreeCheckpointHandler(),
+                     "config": ocp.JsonCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
+
+
+def restore_params(mngr: ocp.CheckpointManager, step: int, sharding) -> dict:
+  """The parameters of `step` (a `reader`'s), every array placed with `sharding`.
+
+  Shapes and dtypes come from the checkpoint's own metadata: no model trace and
+  no optimizer state, which is what makes evaluate.py and predict.py start fast.
+  """
+  with _quiet_failure():
+    tree = mngr.item_metadata(step)["state"]
+    if tree is None or "params" not in tree:
+      raise ValueError(f"step {step} holds no parameters")
+    target = {"params": jax.tree_util.tree_map(
+        lambda m: jax.ShapeDtypeStruct(tuple(m.shape), m.dtype, sharding=sharding),
+        dict(tree["params"]))}
+    restore_args = jax.tree_util.tree_map(lambda _: ocp.ArrayRestoreArgs(sharding=sharding),
+                                          target)
+    out = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        item=target, restore_args=restore_args, partial_restore=True)))
+  return out["state"]["params"]
+
+
+@contextlib.contextmanager
+def _quiet_failure():
+  """A failed restore ends in its one exception, without asyncio's echoes of it."""
+  _drop_closed_loop_reports()  # before: a failing read can report before the restore raises
+  try:
+    yield
   except Exception:
     # asyncio logs each failed read nobody awaits ("Future exception was never
     # retrieved"), and Python warns of reads never started: dozens of lines
@@ -73,7 +113,6 @@ def restore_state(mngr: ocp.CheckpointManager, step: int, abstract_state):
     warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited",
                             category=RuntimeWarning)
     raise
-  return out["state"]
 
 
 def _drop_closed_loop_reports() -> None:
@@ -259,7 +298,7 @@ def resolve(path: str) -> tuple[str, int | None]:
 def open_for_reading(path: str) -> tuple[ocp.CheckpointManager, str, int]:
   """(manager, workdir, step) for --ckpt PATH, checking the step is complete."""
   workdir, step = resolve(path)
-  mngr = manager(workdir, keep=1, read_only=True)
+  mngr = reader(workdir)
   steps = mngr.all_steps()
   if not steps:
     raise InputError(os.path.join(workdir, CHECKPOINTS),

@@ -13,8 +13,6 @@ from mmtalker_jax.errors import InputError
 from mmtalker_jax.mesh.assets import MeshAssets
 from mmtalker_jax.models.mmtalker import MMTalker, build_model
 from mmtalker_jax.training import checkpoint, sharding
-from mmtalker_jax.training.optimizer import make_optimizer
-from mmtalker_jax.training.state import create_state
 
 
 @dataclasses.dataclass
@@ -77,16 +75,12 @@ def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets) -> Rest
                      f"its saved config does not describe a model this version builds ({e}); "
                      "it was written by an older version") from None
   mesh = sharding.make_mesh()
-  abstract = jax.eval_shape(lambda k: create_state(model, make_optimizer(config.train),
-                                                   config.data, k, mesh), jax.random.key(0))
-  abstract = jax.tree_util.tree_map(
-      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)), abstract)
+  placement = sharding.replicated(mesh)
   try:
-    state = checkpoint.restore_state(mngr, step, abstract)
+    params = checkpoint.restore_params(mngr, step, placement)
   except Exception as e:  # noqa: BLE001 (any storage error: see checkpoint.restore_error)
     why = checkpoint.describe(e)
-    readable = [s for s in sorted(mngr.all_steps())
-                if s != step and checkpoint.restore_error(mngr, s, abstract) is None]
+    readable = [s for s in sorted(mngr.all_steps()) if s != step and _readable(mngr, s, placement)]
     hint = (f"readable steps: {readable} (pass --ckpt "
             f"{os.path.join(workdir, checkpoint.CHECKPOINTS, str(readable[-1]))})"
             if readable else "no other step is readable")
@@ -95,5 +89,12 @@ def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets) -> Rest
                      f"({why}); {hint}") from None
   mean_path = os.path.join(workdir, "mean_motion.npy")
   mean_motion = np.load(mean_path) if os.path.isfile(mean_path) else None
-  return Restored(config, workdir, step, list(meta["styles"]), model, state.params, mesh,
-                  mean_motion)
+  return Restored(config, workdir, step, list(meta["styles"]), model, params, mesh, mean_motion)
+
+
+def _readable(mngr, step: int, placement) -> bool:
+  try:
+    checkpoint.restore_params(mngr, step, placement)
+  except Exception:  # noqa: BLE001 (as above)
+    return False
+  return True
