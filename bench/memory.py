@@ -1,4 +1,4 @@
-"""XLA's per-device memory for a config's train steps, compiled for N simulated devices.
+"""XLA's per-device memory for a config's train and eval steps, compiled for N simulated devices.
 
   python bench/memory.py --config configs/biwi.py --vertices 23370 [--devices 8] [--json OUT]
   python bench/memory.py --config configs/vocaset.py --vertices 5023
@@ -7,7 +7,8 @@ Nothing runs: the train step (sampled points) and the step with the
 all-vertex loss (every `loss.vertex_every` steps) are compiled for the
 config's global batch at its longest length bucket, on a stand-in face mesh
 of `--vertices` vertices (about 2 faces per vertex, as FLAME and BIWI have),
-and XLA's memory analysis is printed per device: arguments, outputs,
+and so are evaluation's three decoder programs (eval.batch_size x the longest
+bucket, every vertex), and XLA's memory analysis is printed per device: arguments, outputs,
 temporaries, and their sum (an upper bound on the peak; donated arguments are
 counted once). Also XLA's FLOPs per step, and the step time they imply at a
 given accelerator peak (a scan's body counts once in XLA's cost analysis: for
@@ -80,25 +81,91 @@ def main():
         f"{assets.num_faces}, K={config.sampler.num_points}, width {config.model.width}, "
         f"{jax.device_count()} devices")
   out = {}
-  for name, vertex in (("train", False), ("train_vertex_loss", True)):
+  for name, vertex in (("train_sampled", False), ("train_vertex_loss", True)):
     step = trainer.make_train_step(model, optimizer, config, mesh, runs, with_vertex_loss=vertex)
     compiled = step.jitted.lower(state, batch, key).compile()
-    mem = compiled.memory_analysis()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
-             - mem.alias_size_in_bytes)
-    flops = float(cost.get("flops", 0.0))  # per device
-    out[f"{name}_bytes_per_device"] = int(total)
-    out[f"{name}_flops_per_device"] = flops
-    print(f"{name:<18} per device: args {mem.argument_size_in_bytes / 2**30:.2f} GiB, "
-          f"outputs {mem.output_size_in_bytes / 2**30:.2f} GiB, temporaries "
-          f"{mem.temp_size_in_bytes / 2**30:.2f} GiB, aliased {mem.alias_size_in_bytes / 2**30:.2f}"
-          f" GiB -> {total / 2**30:.2f} GiB; {flops / 1e9:.1f} GFLOP "
-          f"({flops / (args.peak_tflops * 1e12) * 1e3:.2f} ms at {args.peak_tflops:g} TFLOP/s)")
+    out[f"{name}_bytes_per_device"], out[f"{name}_flops_per_device"] = report(
+        name, compiled, args.peak_tflops)
+  out["train_bytes_per_device"] = max(out["train_sampled_bytes_per_device"],
+                                      out["train_vertex_loss_bytes_per_device"])
+  out["eval_bytes_per_device"] = eval_memory(model, config, mesh, state.params, assets, args)
   if args.json:
     with open(args.json, "w", encoding="utf-8") as fh:
       json.dump(out, fh, indent=2)
+
+
+def report(name: str, compiled, peak_tflops: float) -> tuple[int, float]:
+  """Prints a compiled program's per-device memory and FLOPs; returns (bytes, flops)."""
+  mem = compiled.memory_analysis()
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+           - mem.alias_size_in_bytes)
+  flops = float(cost.get("flops", 0.0))  # per device
+  print(f"{name:<18} per device: args {mem.argument_size_in_bytes / 2**30:.2f} GiB, "
+        f"outputs {mem.output_size_in_bytes / 2**30:.2f} GiB, temporaries "
+        f"{mem.temp_size_in_bytes / 2**30:.2f} GiB, aliased {mem.alias_size_in_bytes / 2**30:.2f}"
+        f" GiB -> {total / 2**30:.2f} GiB; {flops / 1e9:.1f} GFLOP "
+        f"({flops / (peak_tflops * 1e12) * 1e3:.2f} ms at {peak_tflops:g} TFLOP/s)")
+  return int(total), flops
+
+
+def eval_memory(model, config, mesh, params, assets, args) -> int:
+  """The evaluation decoder's three programs at eval.batch_size x the longest bucket.
+
+  Evaluation (and predict.py) runs `ChunkedDecoder`: encode the batch, compute
+  the per-point features of every vertex, then the regressor over chunks of
+  decode.chunk_frames frames. The figure returned is the largest program, the
+  chunk program counted with the encoder outputs it does not take but that
+  stay resident while it runs.
+  """
+  import jax
+  import numpy as np
+
+  from mmtalker_jax import alignment
+  from mmtalker_jax.models.mmtalker import INPUTS
+  from mmtalker_jax.training import sharding
+  from mmtalker_jax.training.evaluation import make_decoder
+
+  b, t = int(config.eval.batch_size), max(config.data.bucket_frames)
+  f = alignment.num_feature_frames(t, config.data.fps, config.data.features.feature_rate)
+  v = assets.num_vertices
+  data = sharding.batch_sharded(mesh)
+  rep = sharding.replicated(mesh)
+  shapes = {"audio": ((b, f, int(config.data.features.n_mels)), np.float32),
+            "template": ((b, v, 3), np.float32), "frame_mask": ((b, t), np.float32),
+            "style": ((b,), np.int32)}
+  inputs = {k: jax.ShapeDtypeStruct(s, d, sharding=data) for k, (s, d) in shapes.items()}
+  decoder = make_decoder(model, int(config.decode.chunk_frames))
+  face_ids, bary = (jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=rep)
+                    for a in assets.vertex_points())
+
+  def abstract(compiled):
+    return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                  compiled.out_info, compiled.output_shardings)
+
+  encode = decoder._encode.lower(params, *(inputs[k] for k in INPUTS)).compile()
+  encoded = abstract(encode)
+  points = decoder._points.lower(params, encoded, face_ids, bary).compile()
+  at_points = abstract(points)
+  start = jax.ShapeDtypeStruct((), np.int32)
+  frames = decoder._frames.lower(params, at_points, encoded["motion"], inputs["frame_mask"],
+                                 start).compile()
+  print(f"eval: batch {b} x {t} frames, all {v} vertices, chunks of "
+        f"{config.decode.chunk_frames} frames")
+  sizes = {name: report(f"eval_{name}", c, args.peak_tflops)[0]
+           for name, c in (("encode", encode), ("points", points), ("frames", frames))}
+  def per_device(tree):
+    return sum(int(np.prod(a.shape)) * a.dtype.itemsize // (
+        1 if a.sharding.is_fully_replicated else jax.device_count())
+        for a in jax.tree_util.tree_leaves(tree))
+
+  # While the chunks run, the encoder's other outputs stay resident too.
+  kept = per_device(encoded) - per_device(encoded["motion"])
+  peak = max(sizes["encode"], sizes["points"], sizes["frames"] + kept)
+  print(f"eval peak per device (largest program + the encoded batch it keeps): "
+        f"{peak / 2**30:.2f} GiB")
+  return int(peak)
 
 
 if __name__ == "__main__":
