@@ -1,15 +1,24 @@
 """Training throughput of a config: compile time, steps/s, mesh frames/s, recompiles.
 
   python bench/train.py [--config configs/default.py] [--steps 60] [--devices N]
+  python bench/train.py --processes 2 [--devices 4]
 
 Runs the real jitted, sharded train step on the config's corpus (generated if
 missing). The first batch of every length bucket is timed as its compile; the
 rest are timed as steady state. Prints how often the step compiled: at most once
 per length bucket.
+
+With --processes P, the same steps run twice, as 1 process x D devices and as
+P processes x D/P devices joined on loopback (D = --devices, default 4; each
+process feeds its rows of every global batch), and it prints mesh frames/s
+for both: what the cross-process collectives cost on this machine.
 """
 
 import argparse
+import json
 import os
+import socket
+import subprocess
 import sys
 import time
 
@@ -26,7 +35,13 @@ def main():
   parser.add_argument("--steps", type=int, default=60)
   parser.add_argument("--devices", type=int, default=0,
                       help="simulate this many CPU devices (0: the real ones)")
+  parser.add_argument("--processes", type=int, default=1,
+                      help="compare 1 process with this many on loopback")
+  parser.add_argument("--join", default=None, help=argparse.SUPPRESS)  # ADDRESS,N,I (a child)
+  parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.processes > 1:
+    return compare_processes(args)
   if args.devices:
     os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={args.devices}"
 
@@ -41,6 +56,11 @@ def main():
   from mmtalker_jax.training import state as state_lib
   from mmtalker_jax.training.optimizer import make_optimizer
 
+  if args.join:
+    from mmtalker_jax import distributed
+
+    address, n, i = args.join.split(",")
+    distributed.join(address, int(n), int(i))
   config = load_config(args.config)
   trainer.ensure_corpus(config.data)
   corpus = Corpus(config.data)
@@ -51,7 +71,8 @@ def main():
   step_fn = trainer.make_train_step(model, optimizer, config, mesh,
                                     members.members_of(config, ""))
   data = Batcher(corpus, "train", config.train.global_batch_size, config.data.bucket_frames,
-                 train=True, seed=config.seed)
+                 train=True, seed=config.seed, process_index=jax.process_index(),
+                 process_count=jax.process_count())
   # Loaded up front, so data loading and feature caching are not timed.
   batches = [batch for batch, _ in zip(data.forever(), range(args.steps))]
 
@@ -72,6 +93,10 @@ def main():
       compile_times.append(elapsed)
   compiles = step_fn.jitted._cache_size()
   total = sum(steady)
+  if args.json:  # a child of compare_processes: this process's rows and time
+    print(json.dumps({"frames": frames, "seconds": total, "steps": len(steady),
+                      "compile": sum(compile_times)}))
+    return
   print(f"config             {args.config} on {mesh.devices.size} {jax.default_backend()} device(s)")
   print(f"batch              {config.train.global_batch_size} sequences, K={config.sampler.num_points} "
         f"points, buckets {tuple(config.data.bucket_frames)} frames")
@@ -81,6 +106,42 @@ def main():
         f"over {len(steady)} steps")
   print(f"compilations       {compiles} for {len(seen)} buckets seen "
         f"({'ok: at most one per bucket' if compiles <= len(seen) else 'RECOMPILED'})")
+
+
+def compare_processes(args) -> None:
+  """1 process x D devices, then P processes x D/P devices: mesh frames/s of each."""
+  devices = args.devices or 4
+  if devices % args.processes:
+    raise SystemExit(f"--devices={devices} does not split over --processes={args.processes}")
+  base = [sys.executable, os.path.abspath(__file__), "--config", args.config, "--steps",
+          str(args.steps), "--json"]
+
+  def launch(processes: int) -> dict:
+    with socket.socket() as s:
+      s.bind(("127.0.0.1", 0))
+      address = f"127.0.0.1:{s.getsockname()[1]}"
+    env = {**os.environ,
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices // processes}"}
+    procs = [subprocess.Popen(base + ([f"--join={address},{processes},{i}"] if processes > 1
+                                      else []), env=env, stdout=subprocess.PIPE, text=True)
+             for i in range(processes)]
+    results = []
+    for p in procs:
+      out, _ = p.communicate()
+      if p.returncode != 0:
+        raise SystemExit(f"a {processes}-process run failed (exit {p.returncode})")
+      results.append(json.loads(out.strip().splitlines()[-1]))
+    seconds = max(r["seconds"] for r in results)
+    return {"frames_per_s": sum(r["frames"] for r in results) / seconds,
+            "steps_per_s": results[0]["steps"] / seconds,
+            "compile": max(r["compile"] for r in results)}
+
+  print(f"config {args.config}, {args.steps} steps, {devices} simulated CPU devices in all")
+  for processes in (1, args.processes):
+    r = launch(processes)
+    print(f"{processes} process(es) x {devices // processes} devices: "
+          f"{r['frames_per_s']:7.0f} mesh frames/s, {r['steps_per_s']:.2f} steps/s "
+          f"(compile {r['compile']:.1f} s)")
 
 
 if __name__ == "__main__":

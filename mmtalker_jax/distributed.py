@@ -40,11 +40,20 @@ def initialize() -> None:
     InputError: a bad --num_processes/--process_id, a coordinator port already
       in use, or processes that never all joined.
   """
-  if not requested():
-    return
+  if requested():
+    join(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, _HEARTBEAT.value,
+         _INIT_TIMEOUT.value)
+
+
+def join(address: str | None, n: int | None, i: int | None, heartbeat_seconds: int = 30,
+         init_timeout_seconds: int = 120) -> None:
+  """Joins process `i` of `n` to the job coordinated at `address` (None: discovered).
+
+  Raises:
+    InputError: as `initialize`.
+  """
   import jax
 
-  address, n, i = _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value
   if address:
     if n is None or i is None:
       raise InputError("", "--coordinator_address needs --num_processes and --process_id")
@@ -64,13 +73,13 @@ def initialize() -> None:
   # Cross-process collectives on CPU devices (a no-op for accelerators).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   try:
-    jax.distributed.initialize(address, n, i, initialization_timeout=_INIT_TIMEOUT.value,
-                               heartbeat_timeout_seconds=_HEARTBEAT.value,
-                               shutdown_timeout_seconds=_HEARTBEAT.value)
+    jax.distributed.initialize(address, n, i, initialization_timeout=init_timeout_seconds,
+                               heartbeat_timeout_seconds=heartbeat_seconds,
+                               shutdown_timeout_seconds=heartbeat_seconds)
   except Exception as e:  # noqa: BLE001 (the runtime raises several types)
     first = (str(e).strip().splitlines() or [""])[0][:200]
     raise InputError("", f"could not join the job at {address or 'the discovered coordinator'} "
-                     f"as process {i} of {n} within {_INIT_TIMEOUT.value} s ({first}); check "
+                     f"as process {i} of {n} within {init_timeout_seconds} s ({first}); check "
                      "that every process was started with the same --num_processes and "
                      "--coordinator_address") from None
 

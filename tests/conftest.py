@@ -4,6 +4,12 @@ The session shares one persistent XLA compilation cache (a fresh folder per
 session, also handed to every train.py/evaluate.py/predict.py the tests
 start), so each distinct program compiles once per session, not once per
 process.
+
+Tests compile XLA's CPU code without LLVM optimisation
+(--xla_backend_optimization_level=0, also handed to every process they
+start): most of the suite's time is compiling small programs that then run
+for milliseconds, and the tests check values, never speed. Every comparison
+a test makes is between programs compiled the same way.
 """
 
 import os
@@ -12,8 +18,11 @@ import subprocess
 import sys
 import tempfile
 
-import jax
-import pytest
+XLA_TEST_FLAGS = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAGS}".strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 _CACHE = tempfile.mkdtemp(prefix="mmtalker_xla_cache_")
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE

@@ -22,6 +22,7 @@ import jax
 import numpy as np
 
 from mmtalker_jax.training import checkpoint, restore
+from tests.devices import with_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS, EVERY = 30, 10
@@ -31,10 +32,6 @@ def free_port() -> int:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     return s.getsockname()[1]
-
-
-def env(devices: int) -> dict:
-  return {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
 
 
 def train_args(workdir, root, steps):
@@ -49,11 +46,11 @@ def train_args(workdir, root, steps):
 def start(args, processes: int, port: int):
   """`processes` copies of `args` joined into one job (2 simulated devices each)."""
   if processes == 1:
-    return [subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env(4), text=True,
+    return [subprocess.Popen([sys.executable, *args], cwd=ROOT, env=with_devices(4), text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)]
   return [subprocess.Popen([sys.executable, *args, f"--coordinator_address=127.0.0.1:{port}",
                             f"--num_processes={processes}", f"--process_id={i}"],
-                           cwd=ROOT, env=env(2), text=True, stdout=subprocess.PIPE,
+                           cwd=ROOT, env=with_devices(2), text=True, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE) for i in range(processes)]
 
 
