@@ -176,3 +176,22 @@ def test_bad_job_flags_get_one_line(tmp_path, tiny_corpus_root):
         [sys.executable, *args, f"--coordinator_address=127.0.0.1:{taken}", "--num_processes=2",
          "--process_id=0"], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)])
   assert code == 2 and len(err.strip().splitlines()) == 1 and "already in use" in err, err
+
+
+def test_sweep_members_spread_over_two_processes_train_as_in_one(tmp_path, tiny_corpus_root):
+  """A 4-member sweep on a (member 2, data 2) mesh whose devices live in two
+  processes: every member saves its checkpoints once each (Orbax's multi-host
+  protocol, one manager per member) and logs what one process logs."""
+  args = ["train.py", "--config", "configs/sweep_density.py:tiny",
+          f"--config.data.root={tiny_corpus_root}", "--config.train.num_steps=4",
+          "--config.train.eval_every=2", "--config.train.log_every=1",
+          "--config.model.audio_levels=1", "--config.model.gcn_blocks=1",
+          "--config.sweep.member_devices=2"]
+  one, two = tmp_path / "one", tmp_path / "two"
+  run([*args, "--workdir", str(one)], 1)
+  run([*args, "--workdir", str(two)], 2)
+  names = sorted(os.listdir(one / "members"))
+  assert len(names) == 4 and sorted(os.listdir(two / "members")) == names
+  for name in names:
+    assert checkpoint.complete_steps(str(two / "members" / name)) == [2, 4]
+    assert_same_logs(logged(one / "members" / name), logged(two / "members" / name))

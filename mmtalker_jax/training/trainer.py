@@ -280,6 +280,11 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
             f"{k} {v * scale[k[4:]]:.4f}" for k, v in val.items()) + " (reporting scale)")
         # A member killed a save ahead of the others already holds this step.
         if step not in mngr.all_steps():
+          if len(mngrs) > 1 and jax.process_count() > 1:
+            # Orbax's multi-host save barriers share their names across
+            # managers: one member's save must finish before the next starts.
+            for m in mngrs:
+              m.wait_until_finished()
           checkpoint.save(mngr, step, member_state(i), runs[i].config, meta, metrics=val)
       last_good = step
   for m in mngrs:
