@@ -82,6 +82,36 @@ def join(address: str | None, n: int | None, i: int | None, heartbeat_seconds: i
                      f"as process {i} of {n} within {init_timeout_seconds} s ({first}); check "
                      "that every process was started with the same --num_processes and "
                      "--coordinator_address") from None
+  if n is not None:
+    _check_same_job_size(address, n, i, init_timeout_seconds)
+
+
+def _check_same_job_size(address: str | None, n: int, i: int, timeout_seconds: int) -> None:
+  """Every process must have been started with the job's --num_processes.
+
+  The coordinator takes its size from process 0; a process started with another
+  --num_processes would otherwise train silently in a job of a different size.
+  Each process publishes its flag and compares; all of them stop with one line.
+
+  Raises:
+    InputError: naming every process's --num_processes.
+  """
+  import jax
+  from jax._src import distributed as jax_distributed
+
+  client = jax_distributed.global_state.client
+  size = jax.process_count()
+  if client is None:
+    return
+  client.key_value_set(f"mmtalker/num_processes/{i}", str(n))
+  declared = {j: int(client.blocking_key_value_get(f"mmtalker/num_processes/{j}",
+                                                   timeout_seconds * 1000))
+              for j in range(size)}
+  if set(declared.values()) != {size}:
+    flags = ", ".join(f"{v} (process {j})" for j, v in declared.items())
+    raise InputError("", f"the job at {address} has {size} processes (process 0's "
+                     f"--num_processes), but its processes were started with --num_processes="
+                     f"{flags}; start every process with --num_processes={size}")
 
 
 def _port_in_use(port: int) -> bool:

@@ -176,6 +176,19 @@ def test_bad_job_flags_get_one_line(tmp_path, tiny_corpus_root):
         [sys.executable, *args, f"--coordinator_address=127.0.0.1:{taken}", "--num_processes=2",
          "--process_id=0"], cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)])
   assert code == 2 and len(err.strip().splitlines()) == 1 and "already in use" in err, err
+  # A process started with another --num_processes than process 0's: both stop, one line each.
+  port = free_port()
+  procs = [subprocess.Popen([sys.executable, *args, f"--coordinator_address=127.0.0.1:{port}",
+                             f"--num_processes={n}", f"--process_id={i}"], cwd=ROOT, text=True,
+                            env=with_devices(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+           for i, n in enumerate((2, 3))]
+  for code, _, err in finish(procs, timeout=120):
+    lines = [x for x in err.strip().splitlines() if "Gloo" not in x]
+    assert code == 2 and lines == [
+        f"error: the job at 127.0.0.1:{port} has 2 processes (process 0's --num_processes), "
+        "but its processes were started with --num_processes=2 (process 0), 3 (process 1); "
+        "start every process with --num_processes=2"], err[-2000:]
+  assert not (tmp_path / "w").exists()
 
 
 def test_sweep_members_spread_over_two_processes_train_and_save(tmp_path, tiny_corpus_root):
