@@ -133,14 +133,17 @@ def _drop_closed_loop_reports() -> None:
   sys.unraisablehook = hook
 
 
-def restore_error(mngr: ocp.CheckpointManager, step: int, abstract_state) -> str | None:
-  """None if `step` restores onto `abstract_state`, else why not (one line).
+def restore_error(mngr: ocp.CheckpointManager, step: int, target,
+                  read: Callable = restore_state) -> str | None:
+  """None if `read(mngr, step, target)` succeeds, else why not (one line).
 
-  A truncated or missing data file surfaces from Orbax's storage layer as any
-  of several exception types, so every Exception counts as unreadable here.
+  `read` is `restore_state` (the default; target: the abstract TrainState) or
+  `restore_params` (target: the parameters' sharding). A truncated or missing
+  data file surfaces from Orbax's storage layer as any of several exception
+  types, so every Exception counts as unreadable here.
   """
   try:
-    restore_state(mngr, step, abstract_state)
+    read(mngr, step, target)
   except Exception as e:  # noqa: BLE001 (see docstring)
     return describe(e)
   return None

@@ -80,7 +80,8 @@ def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets) -> Rest
     params = checkpoint.restore_params(mngr, step, placement)
   except Exception as e:  # noqa: BLE001 (any storage error: see checkpoint.restore_error)
     why = checkpoint.describe(e)
-    readable = [s for s in sorted(mngr.all_steps()) if s != step and _readable(mngr, s, placement)]
+    readable = [s for s in sorted(mngr.all_steps()) if s != step and checkpoint.restore_error(
+        mngr, s, placement, read=checkpoint.restore_params) is None]
     hint = (f"readable steps: {readable} (pass --ckpt "
             f"{os.path.join(workdir, checkpoint.CHECKPOINTS, str(readable[-1]))})"
             if readable else "no other step is readable")
@@ -91,10 +92,3 @@ def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets) -> Rest
   mean_motion = np.load(mean_path) if os.path.isfile(mean_path) else None
   return Restored(config, workdir, step, list(meta["styles"]), model, params, mesh, mean_motion)
 
-
-def _readable(mngr, step: int, placement) -> bool:
-  try:
-    checkpoint.restore_params(mngr, step, placement)
-  except Exception:  # noqa: BLE001 (as above)
-    return False
-  return True
