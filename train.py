@@ -13,14 +13,13 @@ from mmtalker_jax.allocator import reexec_with_tcmalloc
 
 reexec_with_tcmalloc()  # before JAX starts: see mmtalker_jax/allocator.py
 
-import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from mmtalker_jax import compile_cache, distributed  # noqa: E402
 from mmtalker_jax.cli import parse_flags  # noqa: E402
-from mmtalker_jax.errors import exit_on_input_error  # noqa: E402
+from mmtalker_jax.errors import exit_on_input_error, report  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (created; resumed if it holds a run).")
@@ -37,7 +36,7 @@ def main(argv):
   try:
     exit_on_input_error(lambda: trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value))
   except trainer.TrainingStopped as e:
-    print(f"error: {e}", file=sys.stderr)
+    report(e)
     raise SystemExit(3) from None
 
 

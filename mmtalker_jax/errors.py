@@ -23,10 +23,15 @@ class InputError(Exception):
     super().__init__(f"{self.path}: {message}" if self.path else message)
 
 
+def report(error: Exception) -> None:
+  """The one line a user error prints: 'error: <path>: <what is wrong>' on stderr."""
+  print(f"error: {error}", file=sys.stderr, flush=True)
+
+
 def exit_on_input_error(fn: Callable[[], T]) -> T | NoReturn:
   """Runs `fn`; an `InputError` becomes one line on stderr and exit code 2."""
   try:
     return fn()
   except InputError as e:
-    print(f"error: {e}", file=sys.stderr)
+    report(e)
     raise SystemExit(2) from None

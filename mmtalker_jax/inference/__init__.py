@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from mmtalker_jax import errors
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.inference import batch, export
 from mmtalker_jax.inference.predictor import Predictor
@@ -48,11 +49,11 @@ def animate_files(ckpt: str, sources: list[str], outputs: list[dict], style: str
   start = time.perf_counter()
   run = restore(ckpt)
   predictor = Predictor(run)
-  name = predictor.styles[predictor.style_index(style)]
+  name = predictor.styles[predictor.style_index(style)]  # an unknown style fails here
   restore_seconds = time.perf_counter() - start
   sub = subdivide_mesh(run.model.assets.faces, subdivide)
   totals = batch.animate_all(predictor, sources, outputs, style, sub, log=log,
-                             on_error=_raise if stop_on_error else batch.report_error)
+                             on_error=_raise if stop_on_error else errors.report)
   return Report(totals, restore_seconds, predictor.fps, name)
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 
 from mmtalker_jax.data.audio import load_audio
+from mmtalker_jax import errors
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.inference import export
 from mmtalker_jax.inference.predictor import Predictor
@@ -73,12 +73,8 @@ class Totals:
   write_seconds: float = 0.0
 
 
-def report_error(error: InputError) -> None:
-  print(f"error: {error}", file=sys.stderr, flush=True)
-
-
 def animate_all(predictor: Predictor, sources: list[str], outputs: list[dict],
-                style: str | None, sub, log=print, on_error=report_error) -> Totals:
+                style: str | None, sub, log=print, on_error=errors.report) -> Totals:
   """Animates every source into its outputs; failures are reported, not raised.
 
   Args:
@@ -94,7 +90,6 @@ def animate_all(predictor: Predictor, sources: list[str], outputs: list[dict],
   totals = Totals()
   sr = int(predictor.features["sample_rate"])
   faces_uv = None
-  predictor.style_index(style)  # an unknown style fails before any audio is read
   for i, (src, paths) in enumerate(zip(sources, outputs)):
     prefix = f"[{i + 1}/{len(sources)}]"
     written: list[str] = []
