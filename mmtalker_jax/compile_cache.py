@@ -45,7 +45,11 @@ def enable(path: str | None = None) -> str | None:
   """Points JAX's persistent cache at `path` (default: the flag's folder).
 
   Every program is cached, however quick to compile: prediction compiles many
-  small ones. An unwritable folder only disables the cache (with a note).
+  small ones. Our folders keep at most MAX_BYTES (least recently used first
+  out); a folder shared through JAX's own $JAX_COMPILATION_CACHE_DIR keeps
+  JAX's settings for its size, since entries other programs wrote there carry
+  no LRU bookkeeping and JAX warns on every one of them in LRU mode. An
+  unwritable folder only disables the cache (with a note).
 
   Returns:
     The folder in use, or None when the cache is off.
@@ -64,7 +68,8 @@ def enable(path: str | None = None) -> str | None:
   jax.config.update("jax_compilation_cache_dir", path)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-  jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
+  if path != os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+    jax.config.update("jax_compilation_cache_max_size", MAX_BYTES)
   return path
 
 

@@ -21,18 +21,20 @@ import tempfile
 XLA_TEST_FLAGS = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAGS}".strip()
 
-import jax  # noqa: E402
 import pytest  # noqa: E402
-
-_CACHE = tempfile.mkdtemp(prefix="mmtalker_xla_cache_")
-os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
-os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.1"
-jax.config.update("jax_compilation_cache_dir", _CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+from mmtalker_jax import compile_cache  # noqa: E402
+
+# Set up exactly as the entry scripts set it up (compile_cache.enable), which
+# the processes the tests start pick up from the environment: a cache written
+# under other settings (no LRU bookkeeping) makes JAX warn on stderr.
+_CACHE = tempfile.mkdtemp(prefix="mmtalker_xla_cache_")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+compile_cache.enable(_CACHE)
 
 from configs import tiny  # noqa: E402
 from mmtalker_jax.data.synthetic import generate, corpus as synth_corpus  # noqa: E402
