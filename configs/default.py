@@ -30,9 +30,14 @@ def synthtalk_data(spec: SynthSpec, root: str) -> ml_collections.ConfigDict:
       {name: dict(subjects=split["subjects"], sentences=split["sentences"])
        for name, split in spec.splits().items()})
   data.unseen_style = spec.train_subjects[0]
+  # The audio input (data/audio.py). A pretrained speech encoder switches it to
+  # the waveform (kind='waveform', normalize as its checkpoint says) when
+  # training starts (models/speech/setup.py).
   data.features = ml_collections.ConfigDict(dict(
-      sample_rate=spec.sample_rate, feature_rate=100.0, win_length=400,
-      n_fft=512, n_mels=80, fmin=40.0, fmax=7600.0))
+      kind="logmel", sample_rate=spec.sample_rate, feature_rate=100.0, win_length=400,
+      n_fft=512, n_mels=80, fmin=40.0, fmax=7600.0, normalize=False))
+  # A local Hugging Face wav2vec 2.0 / HuBERT folder, for model.audio_encoder='pretrained'.
+  data.speech_checkpoint = ""
   data.cache_dir = ""  # '' = <root>/.feature_cache
   data.bucket_frames = (96, 128, 160, 192)
   data.max_length_mismatch_seconds = 0.5
@@ -67,6 +72,18 @@ def get_config() -> ml_collections.ConfigDict:
       token_window=192, regressor_hidden=48,
       regressor_layers=1, regressor_heads=4, regressor_activation="relu", regressor_rank=32,
       uv_frequencies=6))
+  # The speech encoder: 'logmel' (a small conv stack on log-mel frames) or
+  # 'pretrained' (wav2vec 2.0 / HuBERT from data.speech_checkpoint, on the
+  # waveform). speech_layers: the hidden state each fusion level takes (0 =
+  # the first layer's input; () = evenly spaced up to the last layer). The
+  # conv feature encoder is frozen as in the published models; the
+  # transformer fine-tunes unless freeze_speech_transformer. Inputs longer than
+  # speech_window_seconds are encoded in cross-faded windows (speech/levels.py).
+  # speech_architecture is filled in from the checkpoint's config.json.
+  config.model.update(dict(
+      audio_encoder="logmel", speech_layers=(), freeze_feature_encoder=True,
+      freeze_speech_transformer=False, speech_window_seconds=20.0,
+      speech_overlap_seconds=4.0, speech_architecture=ml_collections.ConfigDict()))
   # Where and how densely a training step supervises the surface
   # (models/sampler.py): K points from p = (1 - epsilon) q + epsilon p_area,
   # q = softmax(logits / temperature) ('learned') or p_area ('area'); the point

@@ -90,13 +90,13 @@ def test_cache_returns_the_same_features_and_keys_on_content_and_params(tmp_path
   path = tmp_path / "a.wav"
   sf.write(path, click_at(1.0), 16000, subtype="FLOAT")
   cache = str(tmp_path / "cache")
-  first = audio_lib.cached_log_mel(path, 60, 30.0, PARAMS, cache)
-  second = audio_lib.cached_log_mel(path, 60, 30.0, PARAMS, cache)
+  first = audio_lib.cached_features(path, 60, 30.0, PARAMS, cache)
+  second = audio_lib.cached_features(path, 60, 30.0, PARAMS, cache)
   np.testing.assert_array_equal(first, second)
   assert len(list((tmp_path / "cache").iterdir())) == 1
-  audio_lib.cached_log_mel(path, 60, 30.0, dict(PARAMS, n_mels=40), cache)
+  audio_lib.cached_features(path, 60, 30.0, dict(PARAMS, n_mels=40), cache)
   sf.write(path, click_at(2.0), 16000, subtype="FLOAT")  # edited file
-  edited = audio_lib.cached_log_mel(path, 60, 30.0, PARAMS, cache)
+  edited = audio_lib.cached_features(path, 60, 30.0, PARAMS, cache)
   assert len(list((tmp_path / "cache").iterdir())) == 3
   assert not np.array_equal(edited, first)
 

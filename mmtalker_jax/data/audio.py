@@ -1,8 +1,15 @@
-"""Speech in: loading any audio file and log-mel features aligned to mesh frames.
+"""Speech in: loading any audio file and the model's audio input aligned to mesh frames.
 
-Feature frames are placed by the rule in `mmtalker_jax.alignment`. Silence,
-and anything past the end of the audio, reads as the feature floor
-log(POWER_FLOOR): padding a batch with it is padding with silence.
+The input is one of two kinds (`params['kind']`, a config's data.features):
+  'logmel'    [F, n_mels] log-mel frames at feature_rate Hz, for the built-in
+              conv encoder. Silence, and anything past the end of the audio,
+              reads as the feature floor log(POWER_FLOOR).
+  'waveform'  [S, 1] samples (feature_rate = sample_rate), for a pretrained
+              speech encoder; normalised per utterance when params['normalize']
+              (as its checkpoint's feature extractor does). Padding is 0.
+Either way frame j is placed by the rule in `mmtalker_jax.alignment`, so
+batching, cropping and padding treat both alike: padding with
+`padding_value(params)` is padding with silence.
 """
 
 from __future__ import annotations
@@ -180,15 +187,58 @@ def log_mel(audio: np.ndarray, num_frames: int, fps: float,
   return np.log(power.astype(np.float32) @ basis.T + POWER_FLOOR).astype(np.float32)
 
 
-def cached_log_mel(path: str | os.PathLike, num_frames: int, fps: float,
-                   params: Mapping[str, Any], cache_dir: str | None) -> np.ndarray:
-  """`log_mel` of an audio file, cached on disk by file content and parameters.
+def waveform(audio: np.ndarray, num_frames: int, fps: float,
+             params: Mapping[str, Any]) -> np.ndarray:
+  """The samples of `num_frames` mesh frames: [num_feature_frames(T), 1] float32.
+
+  Args:
+    audio: [S] float32 at params['sample_rate'] (= params['feature_rate']).
+    num_frames, fps: as in `log_mel`.
+    params: sample_rate, feature_rate, normalize (zero mean and unit variance
+      over the whole utterance, before it is cut or padded to T).
+  """
+  rate = float(params["feature_rate"])
+  if rate != float(params["sample_rate"]):
+    raise ValueError(f"a waveform input has feature_rate = sample_rate, got {rate} and "
+                     f"{params['sample_rate']}")
+  if params.get("normalize", False):
+    audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+  n = num_feature_frames(num_frames, fps, rate)
+  out = np.zeros((n, 1), np.float32)
+  out[:min(n, len(audio)), 0] = audio[:n]
+  return out
+
+
+def features(audio: np.ndarray, num_frames: int, fps: float,
+             params: Mapping[str, Any]) -> np.ndarray:
+  """The model's audio input of kind params['kind'] (default 'logmel'): [F, C] float32."""
+  kind = params.get("kind", "logmel")
+  if kind == "logmel":
+    return log_mel(audio, num_frames, fps, params)
+  if kind == "waveform":
+    return waveform(audio, num_frames, fps, params)
+  raise ValueError(f"unknown audio input kind {kind!r} (logmel | waveform)")
+
+
+def num_channels(params: Mapping[str, Any]) -> int:
+  """C of `features`: n_mels, or 1 for a waveform."""
+  return 1 if params.get("kind", "logmel") == "waveform" else int(params["n_mels"])
+
+
+def padding_value(params: Mapping[str, Any]) -> float:
+  """The input value of silence: the feature floor, or 0 for a waveform."""
+  return 0.0 if params.get("kind", "logmel") == "waveform" else feature_floor()
+
+
+def cached_features(path: str | os.PathLike, num_frames: int, fps: float,
+                    params: Mapping[str, Any], cache_dir: str | None) -> np.ndarray:
+  """`features` of an audio file, cached on disk by file content and parameters.
 
   The cache key hashes the file's bytes, the feature parameters, T and fps, so
   an edited file or a changed parameter never reads a stale entry.
   """
   if not cache_dir:
-    return log_mel(load_audio(path, int(params["sample_rate"])), num_frames, fps, params)
+    return features(load_audio(path, int(params["sample_rate"])), num_frames, fps, params)
   with open(path, "rb") as f:
     digest = hashlib.sha256(f.read())
   digest.update(json.dumps({k: params[k] for k in sorted(params)}, sort_keys=True,
@@ -200,7 +250,7 @@ def cached_log_mel(path: str | os.PathLike, num_frames: int, fps: float,
       return np.load(entry)
     except (OSError, ValueError):
       pass  # a damaged entry is recomputed below
-  feats = log_mel(load_audio(path, int(params["sample_rate"])), num_frames, fps, params)
+  feats = features(load_audio(path, int(params["sample_rate"])), num_frames, fps, params)
   with fileio.atomic_path(entry) as tmp:
     np.save(tmp, feats)
   return feats

@@ -193,9 +193,9 @@ class Corpus:
     return read_vertices(seq.npy, self.assets.num_vertices, int(self.cfg.frame_stride))
 
   def features(self, seq: Sequence) -> np.ndarray:
-    """[F,n_mels] log-mel features aligned to the sequence's mesh frames (cached)."""
+    """[F,C] audio input (`audio.features`) aligned to the sequence's mesh frames (cached)."""
     cache = self.cfg.get("cache_dir") or os.path.join(self.root, ".feature_cache")
-    return audio_lib.cached_log_mel(seq.wav, self.num_frames(seq), self.fps,
+    return audio_lib.cached_features(seq.wav, self.num_frames(seq), self.fps,
                                     dict(self.cfg.features), cache)
 
   def template(self, seq: Sequence) -> np.ndarray:

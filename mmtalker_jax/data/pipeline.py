@@ -3,8 +3,9 @@
 Every batch is a dict of numpy arrays whose shapes depend only on its bucket,
 so a jitted step compiles once per bucket:
 
-  audio       [b, F, n_mels] float32  log-mel, F = num_feature_frames(T), padded
-                                      with the feature floor (silence)
+  audio       [b, F, C]      float32  the audio input (data/audio.py: log-mel, C =
+                                      n_mels, or the waveform, C = 1),
+                                      F = num_feature_frames(T), padded with silence
   vertices    [b, T, V, 3]   float32  ground-truth meshes
   template    [b, V, 3]      float32  the subject's neutral face
   frame_mask  [b, T]         float32  1 on real frames, 0 on padding
@@ -125,10 +126,11 @@ class Batcher:
     fps = corpus.fps
     n_feat = alignment.num_feature_frames(bucket, fps, self.feature_rate)
     v = corpus.assets.num_vertices
-    n_mels = int(corpus.cfg.features.n_mels)
+    params = dict(corpus.cfg.features)
     b = len(rows)
     batch = {
-        "audio": np.full((b, n_feat, n_mels), audio_lib.feature_floor(), np.float32),
+        "audio": np.full((b, n_feat, audio_lib.num_channels(params)),
+                         audio_lib.padding_value(params), np.float32),
         "vertices": np.zeros((b, bucket, v, 3), np.float32),
         "template": np.zeros((b, v, 3), np.float32),
         "frame_mask": np.zeros((b, bucket), np.float32),

@@ -1,6 +1,6 @@
 """Speech to animation with a restored model, at any length and resolution.
 
-Features are padded (with the feature floor, as silence) to a multiple of
+The audio input is padded (with silence) to a multiple of
 `decode.length_bucket` frames so a new length rarely recompiles; padding
 changes nothing in the real frames. Decoding is `ChunkedDecoder`'s, the same
 path evaluation takes.
@@ -78,20 +78,21 @@ class Predictor:
     """The model's inputs for 16 kHz mono `audio` [S], padded to the length bucket.
 
     Returns:
-      ({'audio' [1,F,n_mels], 'template' [1,V,3], 'style' [1], 'frame_mask' [1,T_pad]},
+      ({'audio' [1,F,C], 'template' [1,V,3], 'style' [1], 'frame_mask' [1,T_pad]},
        T = num_frames_for(S)).
     """
     sr = int(self.features["sample_rate"])
     t = num_frames_for(len(audio), sr, self.fps)
     t_pad = -(-t // self.bucket) * self.bucket
-    mel = audio_lib.log_mel(audio, t, self.fps, self.features)
+    feats = audio_lib.features(audio, t, self.fps, self.features)
     n_feat = alignment.num_feature_frames(t_pad, self.fps, self.model.feature_rate)
-    mel = np.pad(mel, ((0, n_feat - len(mel)), (0, 0)), constant_values=audio_lib.feature_floor())
+    feats = np.pad(feats, ((0, n_feat - len(feats)), (0, 0)),
+                   constant_values=audio_lib.padding_value(self.features))
     mask = np.zeros((1, t_pad), np.float32)
     mask[0, :t] = 1
     if template is None:
       template = self.template(style)
-    return {"audio": mel[None], "template": template[None].astype(np.float32),
+    return {"audio": feats[None], "template": template[None].astype(np.float32),
             "style": np.array([self.style_index(style)], np.int32), "frame_mask": mask}, t
 
   def animate(self, audio: np.ndarray, style: str | None = None,

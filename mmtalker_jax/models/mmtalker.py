@@ -16,6 +16,8 @@ from mmtalker_jax.models.points import fourier_features, interpolate, interpolat
 from mmtalker_jax.models.regressor import Regressor
 from mmtalker_jax.models.sampler import (SamplerSettings, SurfaceSample, area_logits,
                                          sample_triangles)
+from mmtalker_jax.models.speech.levels import PretrainedAudio
+from mmtalker_jax.models.speech.wav2vec2 import SpeechConfig
 
 VERTICES = "vertices"
 # The model's batch inputs, in the order `encode` and `__call__` take them.
@@ -32,10 +34,15 @@ class MMTalker(nn.Module):
   Attributes:
     assets: static mesh assets (faces, UVs, graph, areas) of the topology.
     num_styles: speaking styles (training subjects).
-    fps, feature_rate: mesh and audio-feature rates.
+    fps, feature_rate: mesh and audio-input rates (a waveform's: its sample rate).
     displacement_scale: metres (or the data's unit) per output unit.
+    speech_encoder: 'logmel' (the conv stack of audio_encoder.py, on log-mel
+      input) or 'pretrained' (wav2vec 2.0 / HuBERT of architecture `speech`,
+      on the waveform: speech/levels.py).
     The rest size the parts; they have no defaults here: `config.model` is
-    their one home (see configs/default.py and `build_model`).
+    their one home (see configs/default.py and `build_model`). The speech
+    fields default to the log-mel encoder so that checkpoints written before
+    they existed still load.
   """
   assets: MeshAssets
   num_styles: int
@@ -57,14 +64,20 @@ class MMTalker(nn.Module):
   regressor_activation: str
   regressor_rank: int
   uv_frequencies: int
+  speech_encoder: str = "logmel"  # config.model.audio_encoder (`build_model`)
+  speech: SpeechConfig | None = None
+  speech_layers: tuple[int, ...] = ()
+  freeze_feature_encoder: bool = True
+  freeze_speech_transformer: bool = False
+  speech_window_seconds: float = 0.0
+  speech_overlap_seconds: float = 0.0
 
   def setup(self):
     assets = self.assets
     # Area-uniform at temperature 1 (at temperature t: p_area ** (1/t), renormalised).
     self.face_logits = self.param("face_logits", lambda _: jnp.asarray(
         area_logits(assets.face_areas)))  # [F]
-    self.audio_encoder = AudioEncoder(self.width, self.audio_levels, self.conv_kernel,
-                                      self.fps, self.feature_rate)
+    self.audio_encoder = self._audio_encoder()
     self.gcn = ResidualGCN(assets.graph, assets.vertex_uv, self.width, self.gcn_blocks,
                            self.uv_frequencies)
     self.pool = GeometryPooling(self.geometry_tokens)
@@ -74,12 +87,28 @@ class MMTalker(nn.Module):
     self.regressor = Regressor(self.regressor_hidden, self.regressor_layers, self.regressor_heads,
                                self.regressor_activation, self.regressor_rank)
 
+  def _audio_encoder(self) -> nn.Module:
+    if self.speech_encoder == "logmel":
+      return AudioEncoder(self.width, self.audio_levels, self.conv_kernel, self.fps,
+                          self.feature_rate)
+    if self.speech_encoder == "pretrained":
+      if self.speech is None or len(self.speech_layers) != self.audio_levels:
+        raise ValueError("a pretrained audio encoder needs its architecture and "
+                         f"audio_levels={self.audio_levels} speech_layers, got "
+                         f"{self.speech_layers}")
+      return PretrainedAudio(self.speech, tuple(self.speech_layers), self.width, self.fps,
+                             self.feature_rate, self.freeze_feature_encoder,
+                             self.freeze_speech_transformer, self.speech_window_seconds,
+                             self.speech_overlap_seconds)
+    raise ValueError(f"unknown audio_encoder {self.speech_encoder!r} (logmel | pretrained)")
+
   def encode(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
              frame_mask: jnp.ndarray) -> dict[str, jnp.ndarray]:
     """Everything that does not depend on the query points.
 
     Args:
-      audio: [B,F,n_mels] log-mel features (F = num_feature_frames(T)).
+      audio: [B,F,C] audio input (F = num_feature_frames(T)): log-mel
+        [B,F,n_mels], or the waveform [B,S,1] for a pretrained encoder.
       template: [B,V,3] neutral faces.
       style: [B] int style index.
       frame_mask: [B,T] 1 on real frames; T sets the output length.
@@ -168,8 +197,16 @@ class MMTalker(nn.Module):
 
 def build_model(config: ml_collections.ConfigDict, assets: MeshAssets,
                 num_styles: int) -> MMTalker:
-  """MMTalker sized by `config.model`, with rates and units from `config.data`."""
+  """MMTalker sized by `config.model`, with rates and units from `config.data`.
+
+  A pretrained encoder's architecture is config.model.speech_architecture
+  (filled in from its checkpoint when training starts: speech/setup.py).
+  """
+  fields = config.model.to_dict()
+  arch = fields.pop("speech_architecture", None)
+  fields["speech"] = SpeechConfig.from_dict(arch) if arch else None
+  fields["speech_layers"] = tuple(fields.get("speech_layers", ()))
+  fields["speech_encoder"] = fields.pop("audio_encoder", "logmel")
   return MMTalker(assets=assets, num_styles=num_styles, fps=float(config.data.fps),
                   feature_rate=float(config.data.features.feature_rate),
-                  displacement_scale=float(config.data.displacement_scale),
-                  **config.model.to_dict())
+                  displacement_scale=float(config.data.displacement_scale), **fields)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
+import jax
 import ml_collections
 import optax
 
@@ -14,8 +17,24 @@ def learning_rate_schedule(cfg: ml_collections.ConfigDict) -> optax.Schedule:
       end_value=cfg.learning_rate * cfg.end_lr_factor)
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Args: cfg, the config's `train` section. Returns: the optax transformation."""
-  return optax.chain(
+def make_optimizer(cfg: ml_collections.ConfigDict,
+                   frozen: Callable[[tuple[str, ...]], bool] | None = None
+                   ) -> optax.GradientTransformation:
+  """The optax transformation.
+
+  Args:
+    cfg: the config's `train` section.
+    frozen: parameter path (names) -> whether it stays fixed (no update, no
+      weight decay, no optimizer state); None: every parameter trains.
+  """
+  tx = optax.chain(
       optax.clip_by_global_norm(cfg.grad_clip),
       optax.adamw(learning_rate_schedule(cfg), weight_decay=cfg.weight_decay))
+  if frozen is None:
+    return tx
+
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: "frozen" if frozen(tuple(k.key for k in path)) else "train", params)
+
+  return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)

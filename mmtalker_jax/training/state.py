@@ -11,6 +11,7 @@ import ml_collections
 import numpy as np
 
 from mmtalker_jax import alignment
+from mmtalker_jax.data import audio as audio_lib
 from mmtalker_jax.models.mmtalker import INPUTS
 from mmtalker_jax.training import sharding
 
@@ -27,19 +28,40 @@ def example_inputs(model, data_cfg: ml_collections.ConfigDict, batch_size: int,
                    num_frames: int) -> dict:
   """Zero inputs of the model's batch shapes (for init and abstract restores)."""
   f = alignment.num_feature_frames(num_frames, model.fps, model.feature_rate)
-  return {"audio": np.zeros((batch_size, f, int(data_cfg.features.n_mels)), np.float32),
+  channels = audio_lib.num_channels(dict(data_cfg.features))
+  return {"audio": np.zeros((batch_size, f, channels), np.float32),
           "template": np.repeat(model.assets.vertices[None], batch_size, 0),
           "style": np.zeros((batch_size,), np.int32),
           "frame_mask": np.ones((batch_size, num_frames), np.float32)}
 
 
 def create_state(model, optimizer, data_cfg: ml_collections.ConfigDict, key: jax.Array,
-                 mesh) -> TrainState:
-  """Initialises parameters and optimizer state directly onto their shardings."""
+                 mesh, initial: dict | None = None) -> TrainState:
+  """Initialises parameters and optimizer state directly onto their shardings.
+
+  Args:
+    initial: a partial parameter tree (e.g. a pretrained speech encoder's)
+      that replaces the random initial values at its paths; shapes must match.
+  """
   x = example_inputs(model, data_cfg, 1, min(data_cfg.bucket_frames))
 
-  def init(key):
+  def init(key, initial):
     params = model.init({"params": key}, *(x[k] for k in INPUTS))["params"]
+    params = _overlay(params, initial or {})
     return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
 
-  return jax.jit(init, out_shardings=sharding.replicated(mesh))(key)
+  return jax.jit(init, out_shardings=sharding.replicated(mesh))(key, initial)
+
+
+def _overlay(params: dict, initial: dict) -> dict:
+  """`params` with the leaves of `initial` put in place (same paths, same shapes)."""
+  out = dict(params)
+  for name, sub in initial.items():
+    if isinstance(sub, dict):
+      out[name] = _overlay(params[name], sub)
+    else:
+      if params[name].shape != sub.shape:
+        raise ValueError(f"initial value of {name} has shape {sub.shape}, the model's "
+                         f"is {params[name].shape}")
+      out[name] = jnp.asarray(sub, params[name].dtype)
+  return out

@@ -17,6 +17,7 @@ from mmtalker_jax.data.pipeline import Batcher, prefetch
 from mmtalker_jax.data.synthetic import corpus as synthtalk
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.models.mmtalker import build_model
+from mmtalker_jax.models.speech import setup as speech_setup
 from mmtalker_jax.training import checkpoint, evaluation, report, sharding
 from mmtalker_jax.training.members import (Member, is_sweep, members_of, stack,
                                            stacked_settings)
@@ -127,6 +128,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   config = config.copy_and_resolve_references()
   # Saved with the checkpoint: evaluate.py must find the corpus from any folder.
   config.data.root = os.path.abspath(os.path.expanduser(config.data.root))
+  speech_setup.resolve(config)
   tc = config.train
   workdir = os.path.abspath(os.path.expanduser(workdir))
   sweep = is_sweep(config)
@@ -167,9 +169,10 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
   # --------------------------------------------------------------- model ----
   model = build_model(config, corpus.assets, len(corpus.train_subjects))
-  optimizer = make_optimizer(tc)
+  optimizer = make_optimizer(tc, functools.partial(speech_setup.is_frozen, config.model))
   root_key = jax.random.key(config.seed)
-  state = create_state(model, optimizer, config.data, jax.random.fold_in(root_key, 0), mesh)
+  state = create_state(model, optimizer, config.data, jax.random.fold_in(root_key, 0), mesh,
+                       initial=speech_setup.initial_weights(config))
   n_params = sum(p.size for p in jax.tree_util.tree_leaves(state.params))
   state_bytes = sum(x.nbytes for x in jax.tree_util.tree_leaves(state))  # one run's checkpoint
   meta = {"num_vertices": corpus.assets.num_vertices, "num_faces": corpus.assets.num_faces,
