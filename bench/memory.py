@@ -54,14 +54,20 @@ def main():
   from mmtalker_jax.training.optimizer import make_optimizer
   from mmtalker_jax.training.state import create_state
   from mmtalker_jax import alignment
+  from mmtalker_jax.data import audio as audio_lib
+  from mmtalker_jax.models.speech import setup as speech_setup
+  from mmtalker_jax.models.speech.wav2vec2 import SpeechConfig
 
   config = load_config(args.config)
+  if config.model.get("audio_encoder", "logmel") == "pretrained":
+    # Shapes only: the base-sized architecture (wav2vec 2.0 base = HuBERT base).
+    speech_setup.apply_architecture(config, SpeechConfig())
   if args.vertex_chunk_frames is not None:
     config.loss.vertex_chunk_frames = args.vertex_chunk_frames
   assets = build_mesh_assets(*disk_face(args.vertices))
   mesh = sharding.make_mesh()
   model = build_model(config, assets, num_styles=8)
-  optimizer = make_optimizer(config.train)
+  optimizer = make_optimizer(config.train, lambda path: speech_setup.is_frozen(config.model, path))
   runs = members.members_of(config, "/unused")
   state = jax.eval_shape(lambda k: create_state(model, optimizer, config.data, k, mesh),
                          jax.random.key(0))
@@ -71,7 +77,7 @@ def main():
   f = alignment.num_feature_frames(t, config.data.fps, config.data.features.feature_rate)
   v = assets.num_vertices
   data = sharding.batch_sharded(mesh)
-  shapes = {"audio": ((b, f, int(config.data.features.n_mels)), np.float32),
+  shapes = {"audio": ((b, f, audio_lib.num_channels(dict(config.data.features))), np.float32),
             "vertices": ((b, t, v, 3), np.float32), "template": ((b, v, 3), np.float32),
             "frame_mask": ((b, t), np.float32), "style": ((b,), np.int32),
             "seq_index": ((b,), np.int32)}
@@ -123,6 +129,9 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
   import numpy as np
 
   from mmtalker_jax import alignment
+  from mmtalker_jax.data import audio as audio_lib
+  from mmtalker_jax.models.speech import setup as speech_setup
+  from mmtalker_jax.models.speech.wav2vec2 import SpeechConfig
   from mmtalker_jax.models.mmtalker import INPUTS
   from mmtalker_jax.training import sharding
   from mmtalker_jax.training.evaluation import make_decoder
@@ -132,7 +141,7 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
   v = assets.num_vertices
   data = sharding.batch_sharded(mesh)
   rep = sharding.replicated(mesh)
-  shapes = {"audio": ((b, f, int(config.data.features.n_mels)), np.float32),
+  shapes = {"audio": ((b, f, audio_lib.num_channels(dict(config.data.features))), np.float32),
             "template": ((b, v, 3), np.float32), "frame_mask": ((b, t), np.float32),
             "style": ((b,), np.int32)}
   inputs = {k: jax.ShapeDtypeStruct(s, d, sharding=data) for k, (s, d) in shapes.items()}

@@ -21,6 +21,7 @@ import ml_collections
 
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.models.speech.loading import read_folder, speech_config
+from mmtalker_jax.models.speech.wav2vec2 import SpeechConfig
 
 # The params subtree the encoder's weights go to (MMTalker's submodule names).
 ENCODER_PATH = ("audio_encoder", "encoder")
@@ -64,15 +65,30 @@ def resolve(config: ml_collections.ConfigDict) -> None:
   arch = speech_config(_read_json(path), path)
   preprocessor = os.path.join(folder, "preprocessor_config.json")
   extractor = _read_json(preprocessor) if os.path.isfile(preprocessor) else {}
+  with config.unlocked():
+    data.speech_checkpoint = folder
+  apply_architecture(config, arch, extractor, where=folder)
+
+
+def apply_architecture(config: ml_collections.ConfigDict, arch: SpeechConfig,
+                       extractor: dict | None = None, where: str = "") -> None:
+  """The config changes of `resolve` for a known architecture (in place).
+
+  Args:
+    arch: the encoder's architecture.
+    extractor: its preprocessor_config.json (sampling_rate, do_normalize).
+    where: the folder, for error messages.
+  """
+  model, data = config.model, config.data
+  extractor = extractor or {}
   levels = int(model.audio_levels)
   layers = tuple(int(x) for x in model.get("speech_layers", ())) or even_layers(
       arch.num_hidden_layers, levels)
   if len(layers) != levels or not all(0 <= x <= arch.num_hidden_layers for x in layers):
-    raise InputError(folder, f"config.model.speech_layers={layers} must name "
+    raise InputError(where, f"config.model.speech_layers={layers} must name "
                      f"audio_levels={levels} hidden states in 0..{arch.num_hidden_layers}")
   rate = int(extractor.get("sampling_rate", 16000))
   with config.unlocked():
-    data.speech_checkpoint = folder
     model.speech_layers = layers
     model.speech_architecture = ml_collections.ConfigDict(dataclasses.asdict(arch))
     data.features.kind = "waveform"
