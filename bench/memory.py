@@ -67,7 +67,7 @@ def main():
   assets = build_mesh_assets(*disk_face(args.vertices))
   mesh = sharding.make_mesh()
   model = build_model(config, assets, num_styles=8)
-  optimizer = make_optimizer(config.train, lambda path: speech_setup.is_frozen(config.model, path))
+  optimizer = make_optimizer(config.train, speech_setup.frozen_parameters(config.model))
   runs = members.members_of(config, "/unused")
   state = jax.eval_shape(lambda k: create_state(model, optimizer, config.data, k, mesh),
                          jax.random.key(0))

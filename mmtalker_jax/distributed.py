@@ -12,11 +12,13 @@ with the same command resumes from the last checkpoint.
 from __future__ import annotations
 
 import faulthandler
+import os
 import socket
+import threading
 
 from absl import flags
 
-from mmtalker_jax.errors import InputError
+from mmtalker_jax.errors import InputError, report
 
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (hosts).")
@@ -72,11 +74,19 @@ def join(address: str | None, n: int | None, i: int | None, heartbeat_seconds: i
   faulthandler.disable()
   # Cross-process collectives on CPU devices (a no-op for accelerators).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  # A process still waiting when the timeout ends would be aborted by JAX's
+  # runtime with its own many-line message: stop just before, with one line.
+  watchdog = threading.Timer(max(1.0, init_timeout_seconds - 1.0), _never_joined,
+                             (address, n, i, init_timeout_seconds))
+  watchdog.daemon = True
+  watchdog.start()
   try:
     jax.distributed.initialize(address, n, i, initialization_timeout=init_timeout_seconds,
                                heartbeat_timeout_seconds=heartbeat_seconds,
                                shutdown_timeout_seconds=heartbeat_seconds)
+    watchdog.cancel()
   except Exception as e:  # noqa: BLE001 (the runtime raises several types)
+    watchdog.cancel()
     first = (str(e).strip().splitlines() or [""])[0][:200]
     raise InputError("", f"could not join the job at {address or 'the discovered coordinator'} "
                      f"as process {i} of {n} within {init_timeout_seconds} s ({first}); check "
@@ -84,6 +94,15 @@ def join(address: str | None, n: int | None, i: int | None, heartbeat_seconds: i
                      "--coordinator_address") from None
   if n is not None:
     _check_same_job_size(address, n, i, init_timeout_seconds)
+
+
+def _never_joined(address: str | None, n: int | None, i: int | None, timeout: int) -> None:
+  """Ends the process with one line (exit 2): the job did not form within `timeout` s."""
+  report(InputError("", f"the job at {address or 'the discovered coordinator'} did not form "
+                    f"within {timeout} s: process {i} waited for all {n} processes to join; "
+                    "check that every process was started, with the same --num_processes "
+                    "and --coordinator_address (--init_timeout_seconds waits longer)"))
+  os._exit(2)
 
 
 def _check_same_job_size(address: str | None, n: int, i: int, timeout_seconds: int) -> None:

@@ -188,6 +188,16 @@ def test_bad_job_flags_get_one_line(tmp_path, tiny_corpus_root):
         f"error: the job at 127.0.0.1:{port} has 2 processes (process 0's --num_processes), "
         "but its processes were started with --num_processes=2 (process 0), 3 (process 1); "
         "start every process with --num_processes=2"], err[-2000:]
+  # Process 0 of a job whose other process never starts: one line when the wait ends.
+  port = free_port()
+  (code, _, err), = finish([subprocess.Popen(
+      [sys.executable, *args, f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+       "--process_id=0", "--init_timeout_seconds=5"], cwd=ROOT, text=True,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE)], timeout=60)
+  assert code == 2 and err.strip() == (
+      f"error: the job at 127.0.0.1:{port} did not form within 5 s: process 0 waited for all 2 "
+      "processes to join; check that every process was started, with the same "
+      "--num_processes and --coordinator_address (--init_timeout_seconds waits longer)"), err
   assert not (tmp_path / "w").exists()
 
 

@@ -52,9 +52,9 @@ def as_input(wave, num_frames):
   return out
 
 
-@pytest.mark.parametrize("name", ["wav2vec2_group_postln", "wav2vec2_layer_preln"])
-def test_batch_padding_changes_no_real_frame(tiny_corpus_root, name):
-  apply, _ = levels_fn(name)
+def test_batch_padding_changes_no_real_frame(tiny_corpus_root):
+  # Group norm: the masked statistics; attention and the position conv: masked too.
+  apply, _ = levels_fn("wav2vec2_group_postln")
   wave = speech_of(tiny_corpus_root, 1.5)
   alone = apply(as_input(wave, 45), np.ones((1, 45), np.float32))
   other = speech_of(tiny_corpus_root, 2.2)[::-1].copy()
@@ -78,11 +78,11 @@ def test_crossfade_weights_sum_to_one():
 
 @pytest.mark.parametrize("name", ["wav2vec2_group_postln", "wav2vec2_layer_preln"])
 def test_long_input_windows_have_no_seam(tiny_corpus_root, name):
-  """12 s in windows of 3 s: close to one pass over the whole input, and where
-  windows meet the difference changes no faster than elsewhere (a hard cut,
-  overlap 0, does jump there: the check can fail)."""
-  t = int(12 * FPS)
-  x, m = as_input(speech_of(tiny_corpus_root, 12), t), np.ones((1, t), np.float32)
+  """8 s in windows of 2 s: close to one pass over the whole input, and where
+  windows meet the difference changes little (a hard cut, overlap 0, does
+  jump there: the check can fail)."""
+  t = int(8 * FPS)
+  x, m = as_input(speech_of(tiny_corpus_root, 8), t), np.ones((1, t), np.float32)
   full = np.asarray(levels_fn(name)[0](x, m)[1][0])
   scale = np.median(np.linalg.norm(np.diff(full, axis=0), axis=1))
 
@@ -93,11 +93,11 @@ def test_long_input_windows_have_no_seam(tiny_corpus_root, name):
     near = max(step[j - 2:j + int(overlap * FPS) + 2].max() for j in joins)
     return out, near
 
-  faded, seam = join_step(3.0, 1.0)
+  faded, seam = join_step(2.0, 0.6)
   assert np.linalg.norm(faded - full) / np.linalg.norm(full) < 0.05
-  assert seam < 0.08
-  _, cut = join_step(3.0, 0.0)
-  assert cut > 3 * seam
+  assert seam < 0.1
+  _, cut = join_step(2.0, 0.0)
+  assert cut > 3 * seam, (cut, seam)
 
 
 def test_window_statistics_are_the_whole_inputs(tiny_corpus_root):
@@ -171,23 +171,30 @@ def test_pretrained_run_trains_resumes_evaluates_and_predicts_without_the_folder
   work = tmp_path / "run"
   args = ["--config", "configs/tiny.py", "--workdir", str(work),
           f"--config.data.root={tiny_corpus_root}", "--config.model.audio_encoder=pretrained",
-          f"--config.data.speech_checkpoint={folder}", "--config.train.eval_every=8",
-          "--config.train.log_every=4"]
-  first = cli("train.py", *args, "--config.train.num_steps=8")
+          f"--config.data.speech_checkpoint={folder}", "--config.train.num_steps=8",
+          "--config.train.eval_every=4", "--config.train.log_every=4",
+          "--config.train.global_batch_size=2", "--config.eval.batch_size=2"]
+  first = cli("train.py", *args)
   assert first.returncode == 0, first.stderr[-3000:]
-  again = cli("train.py", *args, "--config.train.num_steps=12")
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert "resuming at step 8" in again.stdout and "step 12:" in again.stdout
 
   from mmtalker_jax.training import restore
   run = restore.restore(str(work))
-  assert run.step == 12
+  assert run.step == 8
   trained = run.params["audio_encoder"]["encoder"]
   original = load_speech_encoder(str(folder)).params
   diff = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - b).max()),
                                 trained, original)
   assert max(jax.tree_util.tree_leaves(diff["feature_extractor"])) == 0.0  # frozen
   assert max(jax.tree_util.tree_leaves(diff["encoder_layers_1"])) > 1e-4  # fine-tuned
+
+  # Resumed from step 4 (step 8 removed), the run ends where the unbroken one did.
+  shutil.rmtree(work / "checkpoints" / "8")
+  again = cli("train.py", *args)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "resuming at step 4" in again.stdout
+  resumed = restore.restore(str(work))
+  for a, b in zip(jax.tree_util.tree_leaves(run.params), jax.tree_util.tree_leaves(resumed.params)):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
 
   shutil.rmtree(folder)  # the run's checkpoint holds everything from here on
   out = tmp_path / "eval.json"

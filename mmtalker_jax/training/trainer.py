@@ -169,7 +169,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
 
   # --------------------------------------------------------------- model ----
   model = build_model(config, corpus.assets, len(corpus.train_subjects))
-  optimizer = make_optimizer(tc, functools.partial(speech_setup.is_frozen, config.model))
+  optimizer = make_optimizer(tc, speech_setup.frozen_parameters(config.model))
   root_key = jax.random.key(config.seed)
   state = create_state(model, optimizer, config.data, jax.random.fold_in(root_key, 0), mesh,
                        initial=speech_setup.initial_weights(config))

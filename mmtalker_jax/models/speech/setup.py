@@ -14,6 +14,7 @@ weights from the run's checkpoint: they never need the folder.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -108,6 +109,14 @@ def initial_weights(config: ml_collections.ConfigDict) -> dict | None:
   for name in reversed(ENCODER_PATH):
     tree = {name: tree}
   return tree
+
+
+def frozen_parameters(model_cfg: ml_collections.ConfigDict):
+  """`make_optimizer`'s `frozen` predicate for this model, or None when every
+  parameter trains (the log-mel model: its optimizer state keeps its layout)."""
+  if model_cfg.get("audio_encoder", "logmel") != "pretrained":
+    return None
+  return functools.partial(is_frozen, model_cfg)
 
 
 def is_frozen(model_cfg: ml_collections.ConfigDict, path: tuple[str, ...]) -> bool:
