@@ -10,7 +10,7 @@ import ml_collections
 import optax
 
 from mmtalker_jax import losses
-from mmtalker_jax.models.mmtalker import VERTICES, MMTalker
+from mmtalker_jax.models.mmtalker import MMTalker
 from mmtalker_jax.models.points import interpolate
 from mmtalker_jax.models.sampler import SamplerSettings
 from mmtalker_jax.training.state import TrainState
@@ -33,14 +33,18 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   Returns:
     (total loss, {'loss', 'point_mse', 'velocity'[, 'vertex_mse']}).
   """
-  disp, aux = model.apply({"params": params}, batch["audio"], batch["template"],
-                          batch["style"], batch["frame_mask"], points=None,
-                          num_points=num_points, sampler=sampler, rngs={"sample": key})
+  apply = functools.partial(model.apply, {"params": params})
+  mask = batch["frame_mask"]
+  # Encoded once: the sampled-point loss and the all-vertex loss both decode it.
+  encoded = apply(batch["audio"], batch["template"], batch["style"], mask, method=model.encode)
+  sample = apply(num_points, sampler, method=model.sample_points, rngs={"sample": key})
+  disp, at_points = apply(encoded, sample.face_ids, sample.bary, mask, method=model.decode)
+  aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
+         "log_p": sample.log_p, "template": at_points}
   target = interpolate(batch["vertices"], model.assets.faces, aux["face_ids"], aux["bary"])
   target = target - aux["template"][:, None]
   unit = 1.0 / model.displacement_scale
   pred, target = disp * unit, target * unit
-  mask = batch["frame_mask"]
   weights = aux["weights"] ** sampler.alpha
   parts = {
       "point_mse": losses.point_mse(pred, target, weights, mask, point_mask),
@@ -50,31 +54,31 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   total = total + loss_cfg.point_weight * losses.density_surrogate(
       pred, target, aux["weights"], aux["log_p"], mask, point_mask)
   if with_vertex_loss:
-    parts["vertex_mse"] = vertex_mse(params, model, batch, unit,
+    parts["vertex_mse"] = vertex_mse(params, model, encoded, batch, unit,
                                      int(loss_cfg.get("vertex_chunk_frames", 0)))
     total = total + loss_cfg.vertex_weight * parts["vertex_mse"]
   parts["loss"] = total
   return total, parts
 
 
-def vertex_mse(params, model: MMTalker, batch: dict, unit: float, chunk: int) -> jnp.ndarray:
+def vertex_mse(params, model: MMTalker, encoded: dict, batch: dict, unit: float,
+               chunk: int) -> jnp.ndarray:
   """The plain squared error at every vertex, in output units (`losses.vertex_mse`).
 
-  chunk > 0: the frame-independent part (encoder, point features) runs once,
-  then the regressor runs over `chunk` frames at a time inside a scan under
+  `encoded` is `model.encode` of the batch (shared with the point loss).
+  chunk > 0: the vertex features are computed once, then the regressor runs
+  over `chunk` frames at a time inside a scan under
   remat, so the largest activation is [B, chunk, V, H] instead of [B, T, V, H]
   in the forward and backward pass. The value and gradient are the same.
   """
   mask = batch["frame_mask"]
   truth = (batch["vertices"] - batch["template"][:, None]) * unit  # [B,T,V,3]
   b, t = mask.shape
-  if chunk <= 0 or chunk >= t:
-    full, _ = model.apply({"params": params}, batch["audio"], batch["template"],
-                          batch["style"], mask, points=VERTICES)
-    return losses.vertex_mse(full * unit, truth, mask)
   apply = functools.partial(model.apply, {"params": params})
-  encoded = apply(batch["audio"], batch["template"], batch["style"], mask, method=model.encode)
   face_ids, bary = model.assets.vertex_points()
+  if chunk <= 0 or chunk >= t:
+    full, _ = apply(encoded, jnp.asarray(face_ids), jnp.asarray(bary), mask, method=model.decode)
+    return losses.vertex_mse(full * unit, truth, mask)
   points = apply(encoded, jnp.asarray(face_ids), jnp.asarray(bary), method=model.encode_points)
   n = -(-t // chunk)
 
