@@ -32,7 +32,13 @@ from mmtalker_jax import compile_cache  # noqa: E402
 # Set up exactly as the entry scripts set it up (compile_cache.enable), which
 # the processes the tests start pick up from the environment: a cache written
 # under other settings (no LRU bookkeeping) makes JAX warn on stderr.
-_CACHE = tempfile.mkdtemp(prefix="mmtalker_xla_cache_")
+# pytest-xdist's workers (pytest -n 2) share one cache: a program compiles once per run.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if _RUN:
+  _CACHE = os.path.join(tempfile.gettempdir(), f"mmtalker_xla_cache_{_RUN}")
+  os.makedirs(_CACHE, exist_ok=True)
+else:
+  _CACHE = tempfile.mkdtemp(prefix="mmtalker_xla_cache_")
 os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
 compile_cache.enable(_CACHE)
 
