@@ -54,5 +54,6 @@ def test_prediction_loads_neither_the_trainer_nor_the_generator_nor_heavy_librar
                                                "mmtalker_jax.training.state",
                                                "mmtalker_jax.data.synthetic",
                                                "mmtalker_jax.viz"))]
-  heavy = ("optax", "matplotlib", "librosa", "numba", "scipy.signal", "trimesh")
+  heavy = ("optax", "matplotlib", "librosa", "numba", "scipy.signal", "scipy.fft", "scipy.sparse",
+           "trimesh")
   assert not [m for m in loaded if m.split(".")[0] in heavy or m.startswith(heavy)]

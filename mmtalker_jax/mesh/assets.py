@@ -13,7 +13,6 @@ import numpy as np
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.mesh import io as mesh_io
 from mmtalker_jax.mesh.graph import mesh_graph
-from mmtalker_jax.mesh.parameterize import NotParameterizable, disk_parameterization
 from mmtalker_jax.mesh.regions import load_regions
 
 
@@ -107,9 +106,12 @@ def build_mesh_assets(vertices: np.ndarray, faces: np.ndarray,
   if faces.min() < 0 or faces.max() >= num_v:
     raise InputError(source, f"face index out of range for {num_v} vertices")
   if face_uv is None:
+    # Deferred: scipy.sparse takes 0.1 s to import, and meshes with UVs never need it.
+    from mmtalker_jax.mesh import parameterize
+
     try:
-      face_uv = disk_parameterization(vertices, faces)[faces]
-    except NotParameterizable as e:
+      face_uv = parameterize.disk_parameterization(vertices, faces)[faces]
+    except parameterize.NotParameterizable as e:
       raise InputError(source, f"mesh has no UVs and cannot be parameterized: {e}") from None
   face_uv = np.asarray(face_uv, np.float32)
   if face_uv.shape != (len(faces), 3, 2):

@@ -77,7 +77,7 @@ def _restore_onto(mngr, workdir, step, config, meta, assets: MeshAssets) -> Rest
   mesh = sharding.make_mesh()
   placement = sharding.replicated(mesh)
   try:
-    params = checkpoint.restore_params(mngr, step, placement)
+    params = checkpoint.restore_params(mngr, step, placement, meta.get("param_shapes"))
   except Exception as e:  # noqa: BLE001 (any storage error: see checkpoint.restore_error)
     why = checkpoint.describe(e)
     readable = [s for s in sorted(mngr.all_steps()) if s != step and checkpoint.restore_error(
