@@ -130,8 +130,6 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
 
   from mmtalker_jax import alignment
   from mmtalker_jax.data import audio as audio_lib
-  from mmtalker_jax.models.speech import setup as speech_setup
-  from mmtalker_jax.models.speech.wav2vec2 import SpeechConfig
   from mmtalker_jax.models.mmtalker import INPUTS
   from mmtalker_jax.training import sharding
   from mmtalker_jax.training.evaluation import make_decoder

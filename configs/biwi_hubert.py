@@ -10,13 +10,10 @@ convolutional feature encoder stays frozen and its transformer fine-tunes at
 
 import ml_collections
 
-from configs import biwi
+from configs import biwi, default
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = biwi.get_config()
-  config.data.speech_checkpoint = "checkpoints/hubert-base-ls960"
-  config.model.update(dict(audio_encoder="pretrained", audio_levels=3, speech_layers=(4, 8, 12),
-                           freeze_feature_encoder=True, freeze_speech_transformer=False))
-  config.train.learning_rate = 1e-4
+  default.use_pretrained_speech(config, "checkpoints/hubert-base-ls960")
   return config

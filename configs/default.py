@@ -59,6 +59,16 @@ def size_for_accelerators(config: ml_collections.ConfigDict) -> None:
   config.eval.batch_size = 8
 
 
+def use_pretrained_speech(config: ml_collections.ConfigDict, folder: str) -> None:
+  """The published setting (in place): a pretrained wav2vec 2.0 / HuBERT at
+  `folder`, hidden states 4, 8 and 12 into three fusion levels, its conv
+  feature encoder frozen and its transformer fine-tuned at 1e-4."""
+  config.data.speech_checkpoint = folder
+  config.model.update(dict(audio_encoder="pretrained", audio_levels=3, speech_layers=(4, 8, 12),
+                           freeze_feature_encoder=True, freeze_speech_transformer=False))
+  config.train.learning_rate = 1e-4
+
+
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0

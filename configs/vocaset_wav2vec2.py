@@ -11,13 +11,10 @@ and 12 feed the three fusion levels.
 
 import ml_collections
 
-from configs import vocaset
+from configs import default, vocaset
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = vocaset.get_config()
-  config.data.speech_checkpoint = "checkpoints/wav2vec2-base-960h"
-  config.model.update(dict(audio_encoder="pretrained", audio_levels=3, speech_layers=(4, 8, 12),
-                           freeze_feature_encoder=True, freeze_speech_transformer=False))
-  config.train.learning_rate = 1e-4
+  default.use_pretrained_speech(config, "checkpoints/wav2vec2-base-960h")
   return config

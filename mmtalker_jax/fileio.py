@@ -46,3 +46,18 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
   write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike):
+  """The JSON value in `path`.
+
+  Raises:
+    InputError: naming `path`, if it cannot be read or is not JSON.
+  """
+  import json
+
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (OSError, ValueError) as e:
+    raise InputError(path, f"not readable JSON ({e})") from None

@@ -10,24 +10,16 @@ evaluate.py picks); with --results, the numbers of `evaluate.py --ckpt SWEEP
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
+from mmtalker_jax import fileio
 from mmtalker_jax.errors import InputError, exit_on_input_error
 from mmtalker_jax.training.members import is_sweep_dir, sweep_member_dirs
 from mmtalker_jax.viz.curves import read_metrics, save_png
 
 PANELS = (("lve", "LVE", 1e5), ("eve", "EVE", 1e5), ("fdd_abs", "|FDD|", 1e5))
 _DEFAULTS = {"alpha": 1.0, "temperature": 1.0, "epsilon": 0.0}
-
-
-def _read_json(path: str) -> dict:
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError) as e:
-    raise InputError(path, f"cannot read JSON ({e})") from None
 
 
 def member_points(workdir: str, results: str | None = None) -> tuple[dict[str, dict], str]:
@@ -37,14 +29,14 @@ def member_points(workdir: str, results: str | None = None) -> tuple[dict[str, d
                      "--workdir of train.py with a sweep config")
   out = {}
   if results:
-    data = _read_json(results)
+    data = fileio.read_json(results)
     if "members" not in data:
       raise InputError(results, "not a sweep's results: write it with evaluate.py --ckpt SWEEP --out")
     for name, row in data["members"].items():
       out[name] = dict(row)
     return out, f"{data.get('split', '?')} split"
   for name, folder in sweep_member_dirs(workdir).items():
-    settings = _read_json(os.path.join(folder, "config.json"))["sampler"]
+    settings = fileio.read_json(os.path.join(folder, "config.json"))["sampler"]
     vals = [r for r in read_metrics(os.path.join(folder, "metrics.jsonl")) if "val_lve" in r]
     if not vals:
       raise InputError(os.path.join(folder, "metrics.jsonl"), "holds no validation entry yet")

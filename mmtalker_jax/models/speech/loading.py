@@ -12,7 +12,6 @@ named in the error.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 from typing import Any
@@ -21,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mmtalker_jax import fileio
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.models.speech.wav2vec2 import SpeechConfig, SpeechEncoder
 
@@ -161,12 +161,7 @@ def read_folder(folder: str) -> tuple[SpeechConfig, dict]:
                        f"AutoModel.from_pretrained('{folder}').save_pretrained('{folder}', "
                        "safe_serialization=True)\"")
     raise InputError(folder, "holds no model.safetensors")
-  try:
-    with open(config_path, encoding="utf-8") as f:
-      raw = json.load(f)
-  except (OSError, ValueError) as e:
-    raise InputError(config_path, f"not readable JSON ({e})") from None
-  config = speech_config(raw, config_path)
+  config = speech_config(fileio.read_json(config_path), config_path)
   from safetensors.numpy import load_file
 
   try:

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 
 import ml_collections
 
+from mmtalker_jax import fileio
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.models.speech.loading import read_folder, speech_config
 from mmtalker_jax.models.speech.wav2vec2 import SpeechConfig
@@ -31,14 +31,6 @@ ENCODER_PATH = ("audio_encoder", "encoder")
 def even_layers(num_hidden_layers: int, levels: int) -> tuple[int, ...]:
   """`levels` hidden-state indices spread evenly up to the last layer: 12, 3 -> (4, 8, 12)."""
   return tuple(round((i + 1) * num_hidden_layers / levels) for i in range(levels))
-
-
-def _read_json(path: str) -> dict:
-  try:
-    with open(path, encoding="utf-8") as f:
-      return json.load(f)
-  except (OSError, ValueError) as e:
-    raise InputError(path, f"not readable JSON ({e})") from None
 
 
 def resolve(config: ml_collections.ConfigDict) -> None:
@@ -63,9 +55,9 @@ def resolve(config: ml_collections.ConfigDict) -> None:
   if not os.path.isfile(os.path.join(folder, "config.json")):
     read_folder(folder)  # raises the folder's own one-line error
   path = os.path.join(folder, "config.json")
-  arch = speech_config(_read_json(path), path)
+  arch = speech_config(fileio.read_json(path), path)
   preprocessor = os.path.join(folder, "preprocessor_config.json")
-  extractor = _read_json(preprocessor) if os.path.isfile(preprocessor) else {}
+  extractor = fileio.read_json(preprocessor) if os.path.isfile(preprocessor) else {}
   with config.unlocked():
     data.speech_checkpoint = folder
   apply_architecture(config, arch, extractor, where=folder)
