@@ -6,7 +6,8 @@ Every process runs the same command with --coordinator_address=HOST:PORT
 (Cloud TPU, SLURM). If a process dies, the others notice within
 --heartbeat_seconds and stop (JAX's runtime aborts them with a message saying
 another task died) instead of waiting forever; starting every process again
-with the same command resumes from the last checkpoint.
+with the same command resumes from the last checkpoint. A process still
+waiting for the others when --init_timeout_seconds ends stops with one line.
 """
 
 from __future__ import annotations
