@@ -223,11 +223,10 @@ class ExecutableStore:
   def _compile(self, name: str, key: str, jitted, args):
     import pickle
 
+    import jax
     from jax.experimental import serialize_executable
 
     from mmtalker_jax import fileio
-
-    import jax
 
     lowered = jitted.lower(*args)
     before = jax.config.jax_enable_compilation_cache
