@@ -1,6 +1,7 @@
 """Training throughput of a config: compile time, steps/s, mesh frames/s, recompiles.
 
   python bench/train.py [--config configs/default.py] [--steps 60] [--devices N]
+                        [--set train.points_per_row=False ...]
   python bench/train.py --processes 2 [--devices 4]
 
 Runs the real jitted, sharded train step on the config's corpus (generated if
@@ -15,6 +16,7 @@ for both: what the cross-process collectives cost on this machine.
 """
 
 import argparse
+import ast
 import json
 import os
 import socket
@@ -33,6 +35,9 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--config", default="configs/default.py")
   parser.add_argument("--steps", type=int, default=60)
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="override a config field (a Python literal), e.g. "
+                           "train.points_per_row=False")
   parser.add_argument("--devices", type=int, default=0,
                       help="simulate this many CPU devices (0: the real ones)")
   parser.add_argument("--processes", type=int, default=1,
@@ -62,6 +67,13 @@ def main():
     address, n, i = args.join.split(",")
     distributed.join(address, int(n), int(i))
   config = load_config(args.config)
+  for item in args.set:
+    field, _, value = item.partition("=")
+    *parents, leaf = field.split(".")
+    node = config
+    for name in parents:
+      node = node[name]
+    node[leaf] = ast.literal_eval(value)
   trainer.ensure_corpus(config.data)
   corpus = Corpus(config.data)
   mesh = sharding.make_mesh()
@@ -97,7 +109,7 @@ def main():
     print(json.dumps({"frames": frames, "seconds": total, "steps": len(steady),
                       "compile": sum(compile_times)}))
     return
-  print(f"config             {args.config} on {mesh.devices.size} {jax.default_backend()} device(s)")
+  print(f"config             {args.config} {' '.join(args.set)} on {mesh.devices.size} {jax.default_backend()} device(s)")
   print(f"batch              {config.train.global_batch_size} sequences, K={config.sampler.num_points} "
         f"points, buckets {tuple(config.data.bucket_frames)} frames")
   print(f"compile            {np.mean(compile_times):.1f} s per bucket (first step of each of "
@@ -114,7 +126,7 @@ def compare_processes(args) -> None:
   if devices % args.processes:
     raise SystemExit(f"--devices={devices} does not split over --processes={args.processes}")
   base = [sys.executable, os.path.abspath(__file__), "--config", args.config, "--steps",
-          str(args.steps), "--json"]
+          str(args.steps), "--json", *(f"--set={item}" for item in args.set)]
 
   def launch(processes: int) -> dict:
     with socket.socket() as s:

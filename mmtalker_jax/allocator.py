@@ -7,7 +7,11 @@ third of a training step's CPU time was the kernel zeroing pages (measured
 on `configs/default.py`'s 160-frame train step: about 500 ms per step with
 glibc, 335 ms with tcmalloc, which keeps freed pages for reuse; a 4-member
 sweep's 150-step run went from 0.76x to 0.63x the wall time of its members
-one after another, `bench/sweep.py`). The allocator must be chosen before the
+one after another, `bench/sweep.py`). tcmalloc's own default still hands
+freed memory back gradually: a 4-member sweep step at 192 frames faulted in
+about 600 MiB per step, 1.5 to 2 s of kernel time, and 0 with
+TCMALLOC_RELEASE_RATE=0, which the restart sets (the process keeps its peak
+memory, which every step needs again). The allocator must be chosen before the
 process starts, so an entry script that finds tcmalloc (Debian/Ubuntu:
 `apt-get install libtcmalloc-minimal4`) and is not already running under it
 restarts itself once with `LD_PRELOAD` set. `MMTALKER_MALLOC=system` turns
@@ -55,6 +59,10 @@ def reexec_with_tcmalloc() -> None:
   env["LD_PRELOAD"] = ":".join(p for p in (library, env.get("LD_PRELOAD", "")) if p)
   # tcmalloc prints a notice for every allocation above 1 GiB unless told otherwise.
   env.setdefault("TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD", str(1 << 40))
+  # Keep freed pages instead of handing them back to the kernel bit by bit:
+  # with the default rate a 4-member sweep step's largest temporaries were
+  # released and faulted in again on every step.
+  env.setdefault("TCMALLOC_RELEASE_RATE", "0")
   sys.stdout.flush()
   sys.stderr.flush()
   try:

@@ -11,9 +11,13 @@ import jax.numpy as jnp
 
 def _frame_point_mean(err: jnp.ndarray, frame_mask: jnp.ndarray, point_weights: jnp.ndarray,
                       point_mask: jnp.ndarray | None) -> jnp.ndarray:
-  """Mean of err [B,T,K] over real frames and unmasked points, points weighted."""
+  """Mean of err [B,T,K] over real frames and unmasked points, points weighted.
+
+  point_weights: [K] (the same points in every row) or [B,K] (points per row).
+  """
   pm = jnp.ones(err.shape[-1], err.dtype) if point_mask is None else point_mask.astype(err.dtype)
-  total = jnp.einsum("btk,bt,k->", err, frame_mask.astype(err.dtype), point_weights * pm)
+  spec = "btk,bt,k->" if point_weights.ndim == 1 else "btk,bt,bk->"
+  total = jnp.einsum(spec, err, frame_mask.astype(err.dtype), point_weights * pm)
   count = jnp.sum(frame_mask) * jnp.sum(pm)
   return total / jnp.maximum(count, 1.0)
 
@@ -30,7 +34,7 @@ def point_mse(pred: jnp.ndarray, target: jnp.ndarray, weights: jnp.ndarray,
 
   Args:
     pred, target: [B,T,K,3].
-    weights: [K] loss weights.
+    weights: [K] loss weights ([B,K] with points per row).
     frame_mask: [B,T].
     point_mask: [K] 1 for points that count (for sweeps over K), or None.
 
@@ -55,8 +59,8 @@ def density_surrogate(pred: jnp.ndarray, target: jnp.ndarray, importance: jnp.nd
 
   Args:
     pred, target: [B,T,K,3] (no gradient is taken through them).
-    importance: [K] p_area / p.
-    log_p: [K] log p(face) of each point, differentiable in the logits.
+    importance: [K] (or [B,K]) p_area / p.
+    log_p: [K] (or [B,K]) log p(face) of each point, differentiable in the logits.
     frame_mask: [B,T].
     point_mask: [K] or None.
 
@@ -77,7 +81,7 @@ def velocity_loss(pred: jnp.ndarray, target: jnp.ndarray, frame_mask: jnp.ndarra
   Args:
     pred, target: [B,T,K,3].
     frame_mask: [B,T].
-    weights: [K] importance weights or None (all ones).
+    weights: [K] (or [B,K]) importance weights or None (all ones).
     point_mask: [K] or None.
 
   Returns:

@@ -11,13 +11,13 @@ from mmtalker_jax import allocator
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _PROBE = ("from mmtalker_jax.allocator import reexec_with_tcmalloc\n"
           "reexec_with_tcmalloc()\n"
-          "import sys\n"
+          "import os, sys\n"
           "maps = open('/proc/self/maps').read()\n"
-          "print('tcmalloc' in maps, sys.argv[1:])\n")
+          "print('tcmalloc' in maps, sys.argv[1:], os.environ.get('TCMALLOC_RELEASE_RATE'))\n")
 
 
 def _run(env_extra):
-  env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MMTALKER_MALLOC")}
+  env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MMTALKER_MALLOC", "TCMALLOC_RELEASE_RATE")}
   env.update(env_extra)
   env["PYTHONPATH"] = ROOT
   proc = subprocess.run([sys.executable, "-c", _PROBE, "a b", "--flag=1"], env=env,
@@ -29,8 +29,10 @@ def _run(env_extra):
 @pytest.mark.skipif(allocator.find_tcmalloc() is None or not sys.platform.startswith("linux"),
                     reason="no tcmalloc on this machine (apt-get install libtcmalloc-minimal4)")
 def test_restarts_under_tcmalloc_with_the_same_arguments():
-  assert _run({}) == "True ['a b', '--flag=1']"
+  # ...keeping freed memory (a rate the caller sets is left alone).
+  assert _run({}) == "True ['a b', '--flag=1'] 0"
+  assert _run({"TCMALLOC_RELEASE_RATE": "2"}) == "True ['a b', '--flag=1'] 2"
 
 
 def test_system_malloc_when_asked():
-  assert _run({"MMTALKER_MALLOC": "system"}) == "False ['a b', '--flag=1']"
+  assert _run({"MMTALKER_MALLOC": "system"}) == "False ['a b', '--flag=1'] None"

@@ -15,6 +15,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
+from mmtalker_jax import losses
 from mmtalker_jax.data.corpus import Corpus
 from mmtalker_jax.data.pipeline import Batcher
 from mmtalker_jax.models.mmtalker import build_model
@@ -118,6 +119,56 @@ def test_chunked_vertex_loss_has_the_same_value_and_gradient(tiny_config, data_c
   assert scale > 0
   for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):
     np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5 * scale)
+
+
+def test_points_per_row_draw_and_decode_each_row_on_its_own(tiny_config, data_cfg):
+  """With train.points_per_row, each row draws its own points (from the key
+  folded with its index) and is decoded, targeted and weighed exactly as a
+  batch of that row alone with those points would be."""
+  from mmtalker_jax.models.points import interpolate
+  batch, model, params = tiny_model_and_batch(tiny_config, data_cfg)
+  params = jax.tree_util.tree_map(lambda p: p + 0.01 * jnp.cos(jnp.arange(p.size).reshape(p.shape)),
+                                  params)
+  settings = sampler_settings(tiny_config.sampler)
+  key, k = jax.random.key(3), 16
+  apply = lambda *a, **kw: model.apply({"params": params}, *a, **kw)
+  rows = apply(k, settings, 2, method=model.sample_points, rngs={"sample": key})
+  assert rows.face_ids.shape == (2, k) and rows.bary.shape == (2, k, 3)
+  assert rows.weights.shape == (2, k) and rows.log_p.shape == (2, k)
+  assert np.any(np.asarray(rows.face_ids[0]) != np.asarray(rows.face_ids[1]))
+  x = [batch[n] for n in ("audio", "template", "style", "frame_mask")]
+  encoded = apply(*x, method=model.encode)
+  disp, at = apply(encoded, rows.face_ids, rows.bary, batch["frame_mask"], method=model.decode)
+  target = interpolate(batch["vertices"], model.assets.faces, rows.face_ids, rows.bary)
+  # Row r's draw depends on r alone: more rows or fewer points leave it as it is.
+  more = apply(k // 2, settings, 3, method=model.sample_points, rngs={"sample": key})
+  np.testing.assert_array_equal(more.face_ids[:2], rows.face_ids[:, :k // 2])
+  np.testing.assert_allclose(more.bary[:2], rows.bary[:, :k // 2])
+  for r in range(2):
+    one = jax.tree_util.tree_map(lambda v: v[r], rows)
+    row = jax.tree_util.tree_map(lambda v: v[r:r + 1], encoded)
+    d, a = apply(row, one.face_ids, one.bary, batch["frame_mask"][r:r + 1], method=model.decode)
+    np.testing.assert_allclose(disp[r], d[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(at[r], a[0], rtol=1e-6)
+    t = interpolate(batch["vertices"][r:r + 1], model.assets.faces, one.face_ids, one.bary)
+    np.testing.assert_allclose(target[r], t[0], rtol=1e-6)
+  assert float(jnp.abs(disp).max()) > 0
+  # The same weights in every row weigh as the shared [K] weights do.
+  err = jnp.sum((disp - target) ** 2, -1)
+  w = rows.weights[0]
+  shared = losses.point_mse(disp, target, w, batch["frame_mask"])
+  per_row = losses.point_mse(disp, target, jnp.stack([w, w]), batch["frame_mask"])
+  assert float(per_row) == pytest.approx(float(shared), rel=1e-6) and float(shared) > 0
+  expected = (np.asarray(err) * np.asarray(batch["frame_mask"])[..., None] * np.asarray(
+      rows.weights)[:, None]).sum() / (batch["frame_mask"].sum() * k)
+  got = losses.point_mse(disp, target, rows.weights, batch["frame_mask"])
+  assert float(got) == pytest.approx(expected, rel=1e-5)
+  # The whole loss: finite, and its gradient reaches the sampling logits.
+  fn = jax.jit(jax.grad(lambda p: compute_losses(
+      p, model, batch, key, tiny_config.loss, k, settings, points_per_row=True)[0]))
+  grads = fn(params)
+  assert float(jnp.abs(grads["face_logits"]).max()) > 0
+  assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
 
 
 def test_same_seed_same_metrics_and_kill_resume_matches(tmp_path, tiny_corpus_root):

@@ -27,6 +27,7 @@ import numpy as np
 from mmtalker_jax import fileio
 from mmtalker_jax.alignment import num_feature_frames
 from mmtalker_jax.errors import InputError
+from mmtalker_jax.waveform import normalize_waveform
 
 
 def _wav_shortfall(path: str) -> int:
@@ -201,7 +202,7 @@ def waveform(audio: np.ndarray, num_frames: int, fps: float,
     raise ValueError(f"a waveform input has feature_rate = sample_rate, got {rate} and "
                      f"{params['sample_rate']}")
   if params.get("normalize", False):
-    audio = (audio - audio.mean()) / np.sqrt(audio.var() + 1e-7)
+    audio = normalize_waveform(audio)
   n = num_feature_frames(num_frames, fps, rate)
   out = np.zeros((n, 1), np.float32)
   out[:min(n, len(audio)), 0] = audio[:n]

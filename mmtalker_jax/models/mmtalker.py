@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import ml_collections
 
@@ -130,12 +131,14 @@ class MMTalker(nn.Module):
                     bary: jnp.ndarray) -> dict[str, jnp.ndarray]:
     """The frame-independent part of decoding, for K points (face_ids [K], bary [K,3]).
 
+    face_ids [B,K] and bary [B,K,3] give each batch row its own points.
+
     Returns:
       the regressor's point features ({'hidden': [B,K,H], ...}) and 'template':
       [B,K,3], the neutral face at the points.
     """
     faces = self.assets.faces
-    uv = interpolate_corners(jnp.asarray(self.assets.face_uv), face_ids, bary)  # [K,2]
+    uv = interpolate_corners(jnp.asarray(self.assets.face_uv), face_ids, bary)  # [(B,)K,2]
     point_geometry = interpolate(encoded["geometry"], faces, face_ids, bary)  # [B,K,D]
     points = self.regressor.encode_points(fourier_features(uv, self.uv_frequencies),
                                           point_geometry, encoded["tokens"])
@@ -152,15 +155,30 @@ class MMTalker(nn.Module):
 
   def decode(self, encoded: dict[str, jnp.ndarray], face_ids: jnp.ndarray, bary: jnp.ndarray,
              frame_mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Displacements [B,T,K,3] at K surface points, and the template there [B,K,3]."""
+    """Displacements [B,T,K,3] at K surface points, and the template there [B,K,3].
+
+    face_ids [K], bary [K,3]: the same points in every row; [B,K], [B,K,3]: a
+    set per row.
+    """
     points = self.encode_points(encoded, face_ids, bary)
     return self.decode_frames(points, encoded["motion"], frame_mask), points["template"]
 
-  def sample_points(self, num_points: int, sampler: SamplerSettings) -> SurfaceSample:
-    """K points from the sampling distribution (uses the 'sample' RNG stream)."""
-    return sample_triangles(self.face_logits, jnp.asarray(self.assets.face_areas),
-                            self.make_rng("sample"), num_points, sampler.temperature,
-                            sampler.epsilon, sampler.learned)
+  def sample_points(self, num_points: int, sampler: SamplerSettings,
+                    rows: int = 0) -> SurfaceSample:
+    """K points from the sampling distribution (uses the 'sample' RNG stream).
+
+    rows = 0: one set of K points ([K] fields); rows = B: an independent set
+    for each batch row ([B,K] fields; row r draws from the key folded with r).
+    """
+    logits, areas = self.face_logits, jnp.asarray(self.assets.face_areas)
+
+    def draw(key):
+      return sample_triangles(logits, areas, key, num_points, sampler.temperature,
+                              sampler.epsilon, sampler.learned)
+    key = self.make_rng("sample")
+    if not rows:
+      return draw(key)
+    return jax.vmap(lambda r: draw(jax.random.fold_in(key, r)))(jnp.arange(rows))
 
   def __call__(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
                frame_mask: jnp.ndarray, points: Any = VERTICES,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -13,12 +14,15 @@ def interpolate(values: jnp.ndarray, faces: np.ndarray, face_ids: jnp.ndarray,
   Args:
     values: [..., V, C] per-vertex values (vertex axis second to last).
     faces: [F,3] int topology.
-    face_ids: [K] int face of each point.
-    bary: [K,3] barycentric weights (rows sum to 1).
+    face_ids: [K] int face of each point, shared by every leading index; or
+      [B,K], a set of points for each row of values [B, ..., V, C].
+    bary: [K,3] (or [B,K,3]) barycentric weights (rows sum to 1).
 
   Returns:
     [..., K, C].
   """
+  if face_ids.ndim == 2:
+    return jax.vmap(lambda v, f, w: interpolate(v, faces, f, w))(values, face_ids, bary)
   corners = jnp.asarray(faces)[face_ids]  # [K,3]
   gathered = jnp.take(values, corners, axis=-2)  # [..., K, 3, C]
   return jnp.einsum("...kjc,kj->...kc", gathered, bary.astype(values.dtype))
@@ -30,13 +34,13 @@ def interpolate_corners(corner_values: jnp.ndarray, face_ids: jnp.ndarray,
 
   Args:
     corner_values: [F,3,C] a value at each corner of each face.
-    face_ids: [K] int face of each point.
-    bary: [K,3] barycentric weights.
+    face_ids: [..., K] int face of each point.
+    bary: [..., K,3] barycentric weights.
 
   Returns:
-    [K,C].
+    [..., K,C].
   """
-  return jnp.einsum("kjc,kj->kc", corner_values[face_ids], bary.astype(corner_values.dtype))
+  return jnp.einsum("...kjc,...kj->...kc", corner_values[face_ids], bary.astype(corner_values.dtype))
 
 
 def fourier_features(uv: jnp.ndarray, num_frequencies: int) -> jnp.ndarray:

@@ -50,14 +50,13 @@ class Regressor(nn.Module):
       self.coefficients = nn.Dense(self.bilinear_rank)
 
   def encode_points(self, point_code, point_geometry, tokens):
-    """point_code: [K,P]; point_geometry: [B,K,D]; tokens: [B,G,D].
+    """point_code: [K,P] (or [B,K,P]); point_geometry: [B,K,D]; tokens: [B,G,D].
 
     Returns:
       {'hidden': [B,K,H]} and, with bilinear_rank J, {'basis': [B,K,J,3]}.
     """
-    b = point_geometry.shape[0]
-    point = jnp.concatenate(
-        [jnp.broadcast_to(point_code, (b,) + point_code.shape), point_geometry], axis=-1)
+    code = jnp.broadcast_to(point_code, point_geometry.shape[:2] + point_code.shape[-1:])
+    point = jnp.concatenate([code, point_geometry], axis=-1)
     point = self.point_in(point)
     if self.num_heads:
       point = point + self.point_to_geometry(self.point_norm(point), tokens)

@@ -19,7 +19,8 @@ from mmtalker_jax.training.state import TrainState
 def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
                    loss_cfg: ml_collections.ConfigDict, num_points: int,
                    sampler: SamplerSettings, point_mask: jnp.ndarray | None = None,
-                   with_vertex_loss: bool = False) -> tuple[jnp.ndarray, dict]:
+                   with_vertex_loss: bool = False,
+                   points_per_row: bool = False) -> tuple[jnp.ndarray, dict]:
   """The weighted training loss of one batch and its parts.
 
   Losses are measured in output units (displacement / displacement_scale), so
@@ -29,6 +30,8 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
     num_points, sampler: K and the sampling settings (`config.sampler`).
     with_vertex_loss: also add the plain MSE over every vertex (weighted by
       loss_cfg.vertex_weight); the trainer does so every loss_cfg.vertex_every steps.
+    points_per_row: each batch row gets its own K points (`config.train.points_per_row`);
+      otherwise all rows share one set.
 
   Returns:
     (total loss, {'loss', 'point_mse', 'velocity'[, 'vertex_mse']}).
@@ -37,7 +40,8 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   mask = batch["frame_mask"]
   # Encoded once: the sampled-point loss and the all-vertex loss both decode it.
   encoded = apply(batch["audio"], batch["template"], batch["style"], mask, method=model.encode)
-  sample = apply(num_points, sampler, method=model.sample_points, rngs={"sample": key})
+  rows = mask.shape[0] if points_per_row else 0
+  sample = apply(num_points, sampler, rows, method=model.sample_points, rngs={"sample": key})
   disp, at_points = apply(encoded, sample.face_ids, sample.bary, mask, method=model.decode)
   aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
          "log_p": sample.log_p, "template": at_points}
@@ -102,7 +106,8 @@ def vertex_mse(params, model: MMTalker, encoded: dict, batch: dict, unit: float,
 def train_step(state: TrainState, batch: dict, key: jax.Array, sampler: SamplerSettings,
                point_mask: jnp.ndarray | None = None, *, model: MMTalker,
                optimizer: optax.GradientTransformation, loss_cfg: ml_collections.ConfigDict,
-               num_points: int, with_vertex_loss: bool = False) -> tuple[TrainState, dict]:
+               num_points: int, with_vertex_loss: bool = False,
+               points_per_row: bool = False) -> tuple[TrainState, dict]:
   """One optimizer update. `key` is folded with the step for the sample stream.
 
   A sweep maps this over members (`jax.vmap` over state, key, sampler and
@@ -114,7 +119,8 @@ def train_step(state: TrainState, batch: dict, key: jax.Array, sampler: SamplerS
   step_key = jax.random.fold_in(key, state.step)
   grad_fn = jax.value_and_grad(compute_losses, has_aux=True)
   (_, metrics), grads = grad_fn(state.params, model, batch, step_key, loss_cfg, num_points,
-                                sampler, point_mask, with_vertex_loss=with_vertex_loss)
+                                sampler, point_mask, with_vertex_loss=with_vertex_loss,
+                                points_per_row=points_per_row)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
   metrics["grad_norm"] = optax.tree.norm(grads)

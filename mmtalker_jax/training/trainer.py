@@ -81,7 +81,8 @@ def make_train_step(model, optimizer, config: ml_collections.ConfigDict, mesh,
   """
   repl, data_sh = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   common = dict(model=model, optimizer=optimizer, loss_cfg=config.loss,
-                with_vertex_loss=with_vertex_loss)
+                with_vertex_loss=with_vertex_loss,
+                points_per_row=bool(config.train.get("points_per_row", False)))
   if not is_sweep(config):
     run, = runs
     step = functools.partial(train_step, sampler=run.settings, point_mask=None,

@@ -10,20 +10,13 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mmtalker_jax.models.speech.loading import read_folder, speech_config
 from mmtalker_jax.models.speech.wav2vec2 import SpeechConfig, SpeechEncoder
+from mmtalker_jax.waveform import normalize_waveform
 
 __all__ = ["LoadedEncoder", "SpeechConfig", "SpeechEncoder", "load_speech_encoder",
            "normalize_waveform", "speech_config"]
-
-
-def normalize_waveform(wave: np.ndarray) -> np.ndarray:
-  """Zero mean, unit variance per utterance, as the checkpoints' feature extractor
-  does with do_normalize=True: (x - mean) / sqrt(var + 1e-7). [S] -> [S] float32."""
-  wave = np.asarray(wave, np.float32)
-  return ((wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)).astype(np.float32)
 
 
 @dataclasses.dataclass

@@ -54,6 +54,12 @@ def crossfade_weights(num_windows: int, window: int, overlap: int) -> np.ndarray
   return w
 
 
+def fit_length(x: jax.Array, length: int) -> jax.Array:
+  """[B,S] zero-padded or cut to `length` samples."""
+  s = x.shape[1]
+  return jnp.pad(x, ((0, 0), (0, length - s))) if length > s else x[:, :length]
+
+
 class PretrainedAudio(nn.Module):
   """Waveform [B,S,1] -> `len(layers)` x [B,T,width].
 
@@ -120,15 +126,10 @@ class PretrainedAudio(nn.Module):
     return [pool_to_frames(feats[:, :, i], num_frames, self.fps, rate)
             for i in range(len(self.layers))]
 
-  def _fit(self, x: jax.Array, length: int) -> jax.Array:
-    """[B,S] zero-padded or cut to `length` samples."""
-    s = x.shape[1]
-    return jnp.pad(x, ((0, 0), (0, length - s))) if length > s else x[:, :length]
-
   def _direct(self, wave, mask, needed, stride, field) -> jax.Array:
     """[B,needed,L,D] from one pass over the whole input."""
     length = (needed - 1) * stride + field
-    return self.levels(self._fit(wave, length), self._fit(mask, length))
+    return self.levels(fit_length(wave, length), fit_length(mask, length))
 
   def _windowed(self, wave, mask, needed, window, overlap, stride, field) -> jax.Array:
     """[B,needed,L,D] from overlapping windows of `window` frames, cross-faded."""
@@ -138,12 +139,12 @@ class PretrainedAudio(nn.Module):
     length = (n - 1) * hop * stride + span
     starts = np.arange(n) * hop * stride
     idx = starts[:, None] + np.arange(span)[None]  # [n, span]
-    waves = jnp.moveaxis(self._fit(wave, length)[:, idx], 1, 0)  # [n,B,span]
-    masks = jnp.moveaxis(self._fit(mask, length)[:, idx], 1, 0)
+    waves = jnp.moveaxis(fit_length(wave, length)[:, idx], 1, 0)  # [n,B,span]
+    masks = jnp.moveaxis(fit_length(mask, length)[:, idx], 1, 0)
 
     stats = None
     if self.speech.feat_extract_norm == "group":
-      stats = self._norm_stats(self._fit(wave, length), self._fit(mask, length))
+      stats = self._norm_stats(fit_length(wave, length), fit_length(mask, length))
 
     def body(module, carry, w, m, stats):
       return carry, module.levels(w, m, stats)
@@ -170,8 +171,8 @@ class PretrainedAudio(nn.Module):
     span = (chunk - 1) * s + k
     length = (n - 1) * chunk * s + span
     idx = (np.arange(n) * chunk * s)[:, None] + np.arange(span)[None]
-    waves = jnp.moveaxis(self._fit(wave, length)[:, idx], 1, 0)  # [n,B,span]
-    masks = jnp.moveaxis(self._fit(mask, length)[:, idx], 1, 0)
+    waves = jnp.moveaxis(fit_length(wave, length)[:, idx], 1, 0)  # [n,B,span]
+    masks = jnp.moveaxis(fit_length(mask, length)[:, idx], 1, 0)
     params = self.encoder.variables["params"]["feature_extractor"]
 
     def step(carry, x):  # Chan et al.'s pairwise update of (count, mean, sum of squares)
