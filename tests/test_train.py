@@ -132,22 +132,25 @@ def test_points_per_row_draw_and_decode_each_row_on_its_own(tiny_config, data_cf
   settings = sampler_settings(tiny_config.sampler)
   key, k = jax.random.key(3), 16
   apply = lambda *a, **kw: model.apply({"params": params}, *a, **kw)
-  rows = apply(k, settings, 2, method=model.sample_points, rngs={"sample": key})
+  draw = jax.jit(lambda n, rows: apply(n, settings, rows, method=model.sample_points,
+                                       rngs={"sample": key}), static_argnums=(0, 1))
+  decode = jax.jit(lambda *a: apply(*a, method=model.decode))
+  rows = draw(k, 2)
   assert rows.face_ids.shape == (2, k) and rows.bary.shape == (2, k, 3)
   assert rows.weights.shape == (2, k) and rows.log_p.shape == (2, k)
   assert np.any(np.asarray(rows.face_ids[0]) != np.asarray(rows.face_ids[1]))
   x = [batch[n] for n in ("audio", "template", "style", "frame_mask")]
-  encoded = apply(*x, method=model.encode)
-  disp, at = apply(encoded, rows.face_ids, rows.bary, batch["frame_mask"], method=model.decode)
+  encoded = jax.jit(lambda: apply(*x, method=model.encode))()
+  disp, at = decode(encoded, rows.face_ids, rows.bary, batch["frame_mask"])
   target = interpolate(batch["vertices"], model.assets.faces, rows.face_ids, rows.bary)
   # Row r's draw depends on r alone: more rows or fewer points leave it as it is.
-  more = apply(k // 2, settings, 3, method=model.sample_points, rngs={"sample": key})
+  more = draw(k // 2, 3)
   np.testing.assert_array_equal(more.face_ids[:2], rows.face_ids[:, :k // 2])
   np.testing.assert_allclose(more.bary[:2], rows.bary[:, :k // 2])
   for r in range(2):
     one = jax.tree_util.tree_map(lambda v: v[r], rows)
     row = jax.tree_util.tree_map(lambda v: v[r:r + 1], encoded)
-    d, a = apply(row, one.face_ids, one.bary, batch["frame_mask"][r:r + 1], method=model.decode)
+    d, a = decode(row, one.face_ids, one.bary, batch["frame_mask"][r:r + 1])
     np.testing.assert_allclose(disp[r], d[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(at[r], a[0], rtol=1e-6)
     t = interpolate(batch["vertices"][r:r + 1], model.assets.faces, one.face_ids, one.bary)
