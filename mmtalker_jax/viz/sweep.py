@@ -69,7 +69,7 @@ def plot(points: dict[str, dict], title: str, out: str) -> None:
       ys = [r[key] * scale if r[key] is not None else float("nan") for _, r in rows]
       ax.plot(xs, ys, marker="o", label=label)
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("points per step K")
+    ax.set_xlabel("sampled points K (per batch row by default)")
     ax.set_title(f"{name} x1e-5 ({title})")
     ax.grid(alpha=0.3)
   axes[0].legend()
