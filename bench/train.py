@@ -109,7 +109,8 @@ def main():
     print(json.dumps({"frames": frames, "seconds": total, "steps": len(steady),
                       "compile": sum(compile_times)}))
     return
-  print(f"config             {args.config} {' '.join(args.set)} on {mesh.devices.size} {jax.default_backend()} device(s)")
+  print(f"config             {args.config} {' '.join(args.set)} on {mesh.devices.size} "
+        f"{jax.default_backend()} device(s)")
   print(f"batch              {config.train.global_batch_size} sequences, K={config.sampler.num_points} "
         f"points, buckets {tuple(config.data.bucket_frames)} frames")
   print(f"compile            {np.mean(compile_times):.1f} s per bucket (first step of each of "

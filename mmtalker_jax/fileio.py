@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from typing import Iterator
@@ -54,8 +55,6 @@ def read_json(path: str | os.PathLike):
   Raises:
     InputError: naming `path`, if it cannot be read or is not JSON.
   """
-  import json
-
   try:
     with open(path, encoding="utf-8") as f:
       return json.load(f)

@@ -17,7 +17,8 @@ _PROBE = ("from mmtalker_jax.allocator import reexec_with_tcmalloc\n"
 
 
 def _run(env_extra):
-  env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "MMTALKER_MALLOC", "TCMALLOC_RELEASE_RATE")}
+  ours = ("LD_PRELOAD", "MMTALKER_MALLOC", "TCMALLOC_RELEASE_RATE")
+  env = {k: v for k, v in os.environ.items() if k not in ours}
   env.update(env_extra)
   env["PYTHONPATH"] = ROOT
   proc = subprocess.run([sys.executable, "-c", _PROBE, "a b", "--flag=1"], env=env,

@@ -8,14 +8,13 @@ A region is named in a config by a list of sources, unioned:
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Mapping, Sequence
 
 import numpy as np
 
-from mmtalker_jax import safe_pickle
+from mmtalker_jax import fileio, safe_pickle
 from mmtalker_jax.errors import InputError
 
 
@@ -30,11 +29,7 @@ def _read_source(root: str, source: str) -> tuple[str, np.ndarray]:
     if path.endswith(".pkl"):
       table = safe_pickle.load(path)
     else:
-      try:
-        with open(path, encoding="utf-8") as f:
-          table = json.load(f)
-      except (OSError, ValueError) as e:
-        raise InputError(path, f"cannot read JSON ({e})") from None
+      table = fileio.read_json(path)
     if not isinstance(table, dict) or key not in table:
       keys = sorted(table) if isinstance(table, dict) else []
       raise InputError(path, f"no region {key!r} (has {keys})")

@@ -40,7 +40,8 @@ def interpolate_corners(corner_values: jnp.ndarray, face_ids: jnp.ndarray,
   Returns:
     [..., K,C].
   """
-  return jnp.einsum("...kjc,...kj->...kc", corner_values[face_ids], bary.astype(corner_values.dtype))
+  return jnp.einsum("...kjc,...kj->...kc", corner_values[face_ids],
+                    bary.astype(corner_values.dtype))
 
 
 def fourier_features(uv: jnp.ndarray, num_frequencies: int) -> jnp.ndarray:
