@@ -21,6 +21,32 @@ def test_same_seed_gives_identical_files_in_any_process_count(tmp_path):
   assert tree_digest(tmp_path / "a") != tree_digest(tmp_path / "c")
 
 
+
+def test_an_interrupted_generation_leaves_no_corpus_behind(tmp_path, tiny_config, monkeypatch):
+  from mmtalker_jax.training import trainer
+  data_cfg = tiny_config.data.copy_and_resolve_references()
+  data_cfg.root = str(tmp_path / "synthtalk")
+  real_generate = trainer.synthtalk.generate
+
+  def killed_midway(out, spec):
+    os.makedirs(os.path.join(out, "wav"))
+    open(os.path.join(out, "wav", "half.wav"), "wb").close()
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(trainer.synthtalk, "generate", killed_midway)
+  try:
+    trainer.ensure_corpus(data_cfg)
+  except KeyboardInterrupt:
+    pass
+  assert not os.path.exists(data_cfg.root)  # the next run does not take it for a corpus
+  monkeypatch.setattr(trainer.synthtalk, "generate",
+                      lambda out, spec: real_generate(out, SMALL, workers=1))
+  trainer.ensure_corpus(data_cfg)
+  assert sorted(os.listdir(data_cfg.root)) == ["manifest.json", "regions.json", "template.obj",
+                                              "templates.pkl", "vertices_npy", "wav"]
+  assert len(os.listdir(os.path.join(data_cfg.root, "wav"))) == 6
+  assert not os.path.exists(data_cfg.root + ".partial")
+
 def test_layout_and_lengths(tiny_corpus_root, tiny_config):
   root = tiny_corpus_root
   manifest = json.load(open(os.path.join(root, "manifest.json")))
