@@ -3,15 +3,18 @@
   python bench/sweep.py [--config configs/sweep_density.py] [--batches 16] [--wall-steps 150]
 
 1. The step (in this process, on the same batches loaded up front): the
-   vmapped step of all M members against each member's own step. Per step
+   vmapped step of all M members against each member's own step, taken in
+   turn on each batch (drift in the machine's speed hits every kind alike). Per step
    kind: compile time of each length bucket's first step, ms per step (the
    median of each bucket's later steps, averaged over buckets),
    how many times it compiled, and XLA's cost analysis (FLOPs and bytes
    accessed per step).
 2. The whole loop, as users run it: `train.py` on the sweep config for N
    steps against `train.py` on each member's config for N steps, one after
-   another (fresh processes; the corpus and its feature cache exist first).
-   Each run evaluates once, at its last step.
+   another (fresh processes; the corpus and its feature cache exist first;
+   the sweep runs halfway through the members). Each run evaluates once, at
+   its last step. Compilation caches start empty: one for the sweep, one
+   shared by the members.
 """
 
 import argparse
@@ -37,23 +40,34 @@ def cost(jitted, *args) -> tuple[float, float]:
   return float(analysis.get("flops", 0.0)), float(analysis.get("bytes accessed", 0.0))
 
 
-def time_steps(step_fn, state, batches, key, sharding_lib, mesh):
-  """Runs every batch; returns (state, compile s per bucket, {bucket: [steady s per step]})."""
+def time_interleaved(kinds, batches, sharding_lib, mesh):
+  """Runs every batch through every step kind in turn (sweep, member 1, member 2, ...),
+  so a machine that speeds up or slows down mid-run weighs on all kinds alike.
+
+  Args:
+    kinds: list of [step_fn, state, key]; states are advanced in place.
+
+  Returns:
+    (compile s per bucket, {bucket: [steady s per step]}) per kind.
+  """
   import jax
-  compiles, steady = [], {}
+  compiles = [[] for _ in kinds]
+  steady = [{} for _ in kinds]
   for local in batches:
     batch = sharding_lib.global_batch(local, mesh)
-    start = time.perf_counter()
-    state, metrics = step_fn(state, batch, key)
-    jax.block_until_ready(metrics["loss"])
-    elapsed = time.perf_counter() - start
     bucket = local["frame_mask"].shape[1]
-    if bucket in steady:
-      steady[bucket].append(elapsed)
-    else:
-      compiles.append(elapsed)
-      steady[bucket] = []
-  return state, compiles, steady
+    for i, kind in enumerate(kinds):
+      step_fn, state, key = kind
+      start = time.perf_counter()
+      kind[1], metrics = step_fn(state, batch, key)
+      jax.block_until_ready(metrics["loss"])
+      elapsed = time.perf_counter() - start
+      if bucket in steady[i]:
+        steady[i][bucket].append(elapsed)
+      else:
+        compiles[i].append(elapsed)
+        steady[i][bucket] = []
+  return list(zip(compiles, steady))
 
 
 def typical(steady: dict) -> float:
@@ -96,19 +110,21 @@ def bench_step(config_path: str, num_batches: int) -> None:
   stacked = members.stack([init] * len(runs), mesh)
   keys = members.stack([members.sample_key(r.config) for r in runs], mesh)
   sweep_step = trainer.make_train_step(model, optimizer, config, mesh, runs)
-  flops_m, bytes_m = cost(sweep_step.jitted, stacked, sharding.global_batch(batches[0], mesh),
-                          keys, *sweep_step.extra)
-  stacked, comp_m, steady_m = time_steps(sweep_step, stacked, batches, keys, sharding, mesh)
-  seen = set(steady_m)
-  rows = [("sweep (vmapped)", comp_m, steady_m, sweep_step.jitted._cache_size(), flops_m, bytes_m)]
+  first = sharding.global_batch(batches[0], mesh)
+  names, kinds, costs = ["sweep (vmapped)"], [[sweep_step, stacked, keys]], [
+      cost(sweep_step.jitted, stacked, first, keys, *sweep_step.extra)]
   for run in runs:
     step = trainer.make_train_step(model, optimizer, run.config, mesh, [run])
     state = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
-    flops, nbytes = cost(step.jitted, state, sharding.global_batch(batches[0], mesh),
-                         members.sample_key(run.config))
-    _, comp, steady = time_steps(step, state, batches, members.sample_key(run.config),
-                                 sharding, mesh)
-    rows.append((f"{run.name} alone", comp, steady, step.jitted._cache_size(), flops, nbytes))
+    key = members.sample_key(run.config)
+    names.append(f"{run.name} alone")
+    kinds.append([step, state, key])
+    costs.append(cost(step.jitted, state, first, key))
+  timed = time_interleaved(kinds, batches, sharding, mesh)
+  steady_m = timed[0][1]
+  seen = set(steady_m)
+  rows = [(name, comp, steady, kind[0].jitted._cache_size(), flops, nbytes)
+          for name, (comp, steady), kind, (flops, nbytes) in zip(names, timed, kinds, costs)]
   print(f"{'':<30}{'compile s/bucket':>17}{'ms/step':>16}{'compiles':>10}"
         f"{'GFLOP/step':>12}{'GB/step':>10}")
   for name, comp, steady, n, flops, nbytes in rows:
@@ -121,10 +137,17 @@ def bench_step(config_path: str, num_batches: int) -> None:
       for b in sorted(steady_m) if steady_m[b]))
   singles = rows[1:]
   sum_steady = sum(typical(r[2]) for r in singles)
+  # Paired: each batch's sweep step against the single steps on that batch,
+  # seconds apart, so the machine's drift cancels; the median over batches.
+  paired = [sweep_t / sum(r[2][b][i] for r in singles)
+            for b in steady_m for i, sweep_t in enumerate(steady_m[b])]
   print(f"vmapped step / sum of the {len(runs)} single steps: "
-        f"{typical(steady_m) / sum_steady:.3f}x step time, "
-        f"{flops_m / sum(r[4] for r in singles):.3f}x FLOPs, "
-        f"{bytes_m / sum(r[5] for r in singles):.3f}x bytes")
+        f"{np.median(paired):.3f}x step time (median over {len(paired)} batches of the "
+        f"ratio on each; quartiles {np.percentile(paired, 25):.3f}-"
+        f"{np.percentile(paired, 75):.3f}; ratio of the medians above "
+        f"{typical(steady_m) / sum_steady:.3f}x), "
+        f"{rows[0][4] / sum(r[4] for r in singles):.3f}x FLOPs, "
+        f"{rows[0][5] / sum(r[5] for r in singles):.3f}x bytes")
   print(f"compilations: sweep {rows[0][3]} for {len(seen)} buckets; members one after another "
         f"{sum(r[3] for r in singles)}")
 
@@ -145,15 +168,24 @@ def bench_wall(config_path: str, steps: int) -> None:
   config = load_config(config_path)
   common = [f"--config.train.num_steps={steps}", f"--config.train.eval_every={steps}",
             f"--config.train.log_every={steps}"]
+  runs = members.members_of(config, "")
+  base_cfg = config_path.partition(":")[2] or "default"
+  base = os.path.join(ROOT, "configs", f"{base_cfg}.py")
   with tempfile.TemporaryDirectory() as tmp:
-    sweep = run_train(["--config", config_path, "--workdir", os.path.join(tmp, "sweep"), *common])
-    single = []
-    for run in members.members_of(config, ""):
+    # As on a fresh machine: the sweep with an empty compilation cache, the
+    # members sharing one (a member reuses what an earlier one compiled, e.g.
+    # the evaluation). The sweep runs halfway through the members, so a
+    # machine that drifts faster or slower weighs on both sides alike.
+    def member(run) -> float:
       flags = [f"--config.sampler.{k}={v}" for k, v in run.config.sampler.items()]
-      base_cfg = config_path.partition(":")[2] or "default"
-      base = os.path.join(ROOT, "configs", f"{base_cfg}.py")
-      single.append(run_train(["--config", base, "--workdir", os.path.join(tmp, run.name),
-                               *common, *flags]))
+      return run_train(["--config", base, "--workdir", os.path.join(tmp, run.name),
+                        "--compile_cache", os.path.join(tmp, "cache_members"), *common, *flags])
+
+    half = len(runs) // 2
+    single = [member(run) for run in runs[:half]]
+    sweep = run_train(["--config", config_path, "--workdir", os.path.join(tmp, "sweep"),
+                       "--compile_cache", os.path.join(tmp, "cache_sweep"), *common])
+    single += [member(run) for run in runs[half:]]
   print(f"{steps}-step train.py wall (process start to exit, one evaluation at the end):")
   print(f"  sweep as one program        {sweep:7.1f} s")
   print(f"  members one after another   {sum(single):7.1f} s  ("
