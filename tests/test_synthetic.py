@@ -4,9 +4,11 @@ import json
 import os
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from mmtalker_jax.data.synthetic import SynthSpec, generate, tree_digest
+from mmtalker_jax.data.synthetic import corpus as corpus_module
 from mmtalker_jax.data.synthetic import face, motion, phones, speech
 
 SMALL = SynthSpec(num_train_subjects=1, num_unseen_subjects=1, num_sentences=3,
@@ -22,30 +24,29 @@ def test_same_seed_gives_identical_files_in_any_process_count(tmp_path):
 
 
 
-def test_an_interrupted_generation_leaves_no_corpus_behind(tmp_path, tiny_config, monkeypatch):
-  from mmtalker_jax.training import trainer
-  data_cfg = tiny_config.data.copy_and_resolve_references()
-  data_cfg.root = str(tmp_path / "synthtalk")
-  real_generate = trainer.synthtalk.generate
+def test_an_interrupted_generation_leaves_no_corpus_behind(tmp_path, monkeypatch):
+  out = tmp_path / "synthtalk"
+  render = corpus_module._render_take
+  calls = []
 
-  def killed_midway(out, spec):
-    os.makedirs(os.path.join(out, "wav"))
-    open(os.path.join(out, "wav", "half.wav"), "wb").close()
-    raise KeyboardInterrupt
+  def killed_at_the_second_take(*args):
+    calls.append(args)
+    if len(calls) == 2:
+      raise KeyboardInterrupt
+    return render(*args)
 
-  monkeypatch.setattr(trainer.synthtalk, "generate", killed_midway)
-  try:
-    trainer.ensure_corpus(data_cfg)
-  except KeyboardInterrupt:
-    pass
-  assert not os.path.exists(data_cfg.root)  # the next run does not take it for a corpus
-  monkeypatch.setattr(trainer.synthtalk, "generate",
-                      lambda out, spec: real_generate(out, SMALL, workers=1))
-  trainer.ensure_corpus(data_cfg)
-  assert sorted(os.listdir(data_cfg.root)) == ["manifest.json", "regions.json", "template.obj",
-                                              "templates.pkl", "vertices_npy", "wav"]
-  assert len(os.listdir(os.path.join(data_cfg.root, "wav"))) == 6
-  assert not os.path.exists(data_cfg.root + ".partial")
+  monkeypatch.setattr(corpus_module, "_render_take", killed_at_the_second_take)
+  with pytest.raises(KeyboardInterrupt):
+    generate(out, SMALL, workers=1)
+  assert os.listdir(tmp_path / "synthtalk.partial")  # the first take was written there
+  assert not os.path.exists(out)  # so the next run does not take it for a corpus
+  monkeypatch.setattr(corpus_module, "_render_take", render)
+  generate(out, SMALL, workers=1)
+  assert sorted(os.listdir(out)) == ["manifest.json", "regions.json", "template.obj",
+                                     "templates.pkl", "vertices_npy", "wav"]
+  assert len(os.listdir(out / "wav")) == 6
+  assert not os.path.exists(tmp_path / "synthtalk.partial")
+
 
 def test_layout_and_lengths(tiny_corpus_root, tiny_config):
   root = tiny_corpus_root

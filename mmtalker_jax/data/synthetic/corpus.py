@@ -20,6 +20,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import shutil
 from concurrent import futures
 
 import numpy as np
@@ -115,7 +116,12 @@ def sequence_name(subject: str, sentence: int) -> str:
 
 def generate(out: str | os.PathLike, spec: SynthSpec = SynthSpec(),
              workers: int | None = None) -> dict:
-  """Writes the corpus into `out` (created if missing; existing files replaced).
+  """Writes the corpus into `out`.
+
+  A new folder appears only when whole: it is written as `<out>.partial` and
+  renamed at the end, so an interrupted run leaves nothing that a later run
+  could take for a corpus. An existing folder is written in place (its files
+  replaced).
 
   Args:
     out: corpus root.
@@ -125,7 +131,18 @@ def generate(out: str | os.PathLike, spec: SynthSpec = SynthSpec(),
   Returns:
     The manifest written to `out/manifest.json`.
   """
-  out = os.fspath(out)
+  out = os.path.normpath(os.fspath(out))
+  if os.path.isdir(out):
+    return _write(out, spec, workers)
+  partial = out + ".partial"
+  shutil.rmtree(partial, ignore_errors=True)
+  manifest = _write(partial, spec, workers)
+  os.replace(partial, out)
+  return manifest
+
+
+def _write(out: str, spec: SynthSpec, workers: int | None) -> dict:
+  """generate's work, into `out` (created if missing)."""
   uv, faces = face.make_topology(spec.vertex_spacing)
   subjects = spec.train_subjects + spec.unseen_subjects
   templates = {name: face.face_positions(uv, _subject_params(spec, s)[0])
