@@ -57,3 +57,14 @@ def test_prediction_loads_neither_the_trainer_nor_the_generator_nor_heavy_librar
   heavy = ("optax", "matplotlib", "librosa", "numba", "scipy.signal", "scipy.fft", "scipy.sparse",
            "trimesh")
   assert not [m for m in loaded if m.split(".")[0] in heavy or m.startswith(heavy)]
+
+
+def test_configs_and_the_trainer_load_no_corpus_generator():
+  """Configs name a SynthSpec; scipy and numba load only when a corpus is written."""
+  code = ("import sys; from configs import tiny; import mmtalker_jax.training.trainer; "
+          "tiny.get_config(); print(' '.join(m for m in sys.modules))")
+  loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.split()
+  assert "mmtalker_jax.data.synthetic.spec" in loaded
+  assert "mmtalker_jax.data.synthetic.corpus" not in loaded
+  assert not [m for m in loaded if m.startswith(("numba", "scipy.signal", "scipy.spatial"))]

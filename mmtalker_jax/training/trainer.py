@@ -14,7 +14,6 @@ import numpy as np
 from mmtalker_jax import fileio
 from mmtalker_jax.data.corpus import Corpus
 from mmtalker_jax.data.pipeline import Batcher, prefetch
-from mmtalker_jax.data.synthetic import corpus as synthtalk
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.models.mmtalker import build_model
 from mmtalker_jax.models.speech import setup as speech_setup
@@ -55,6 +54,8 @@ def ensure_corpus(data_cfg: ml_collections.ConfigDict) -> None:
   if not data_cfg.synthetic.enabled:
     raise InputError(root, "corpus folder not found (see README: preparing data)")
   if jax.process_index() == 0:
+    # Imported only here: its scipy and numba imports add ~2 s to every start.
+    from mmtalker_jax.data.synthetic import corpus as synthtalk
     print(f"generating SynthTalk at {root} ...", flush=True)
     synthtalk.generate(root, synthtalk.spec_from_config(data_cfg))  # appears when whole
   _sync("synthtalk")
