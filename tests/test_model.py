@@ -239,7 +239,8 @@ def test_sampler_logits_get_a_finite_nonzero_gradient_from_the_loss(tiny_config,
 
 
 def test_overfits_a_handful_of_sequences(tiny_config, data_cfg):
-  """The all-vertex error on 4 SynthTalk sequences falls at least 10x in 150 steps."""
+  """The all-vertex error on 4 SynthTalk sequences falls at least 10x within 150 steps
+  (checked every 25 steps; the loss falls 10x with it)."""
   corpus = Corpus(data_cfg)
   batch = next(Batcher(corpus, "train", 4, data_cfg.bucket_frames, train=False).epoch(0))
   model = build_model(tiny_config, corpus.assets, len(corpus.train_subjects))
@@ -260,10 +261,13 @@ def test_overfits_a_handful_of_sequences(tiny_config, data_cfg):
                                    sampler=SAMPLER))
   before = float(vertex_error(params))
   losses = []
-  for _ in range(150):
-    state, metrics = step(state, batch, jax.random.key(1))
-    losses.append(float(metrics["loss"]))
-  after = float(vertex_error(state.params))
+  while len(losses) < 150:
+    for _ in range(25):
+      state, metrics = step(state, batch, jax.random.key(1))
+      losses.append(float(metrics["loss"]))
+    after = float(vertex_error(state.params))
+    if after < before / 10 and np.mean(losses[-10:]) < np.mean(losses[:10]) / 10:
+      break
   assert np.isfinite(losses).all()
   assert after < before / 10, (before, after)
   assert np.mean(losses[-10:]) < np.mean(losses[:10]) / 10

@@ -170,15 +170,15 @@ def test_pretrained_run_trains_resumes_evaluates_and_predicts_without_the_folder
   work = tmp_path / "run"
   args = ["--config", "configs/tiny.py", "--workdir", str(work),
           f"--config.data.root={tiny_corpus_root}", "--config.model.audio_encoder=pretrained",
-          f"--config.data.speech_checkpoint={folder}", "--config.train.num_steps=8",
-          "--config.train.eval_every=4", "--config.train.log_every=4",
+          f"--config.data.speech_checkpoint={folder}", "--config.train.num_steps=4",
+          "--config.train.eval_every=2", "--config.train.log_every=2",
           "--config.train.global_batch_size=2", "--config.eval.batch_size=2"]
   first = cli("train.py", *args)
   assert first.returncode == 0, first.stderr[-3000:]
 
   from mmtalker_jax.training import restore
   run = restore.restore(str(work))
-  assert run.step == 8
+  assert run.step == 4
   trained = run.params["audio_encoder"]["encoder"]
   original = load_speech_encoder(str(folder)).params
   diff = jax.tree_util.tree_map(lambda a, b: float(np.abs(np.asarray(a) - b).max()),
@@ -186,11 +186,11 @@ def test_pretrained_run_trains_resumes_evaluates_and_predicts_without_the_folder
   assert max(jax.tree_util.tree_leaves(diff["feature_extractor"])) == 0.0  # frozen
   assert max(jax.tree_util.tree_leaves(diff["encoder_layers_1"])) > 1e-4  # fine-tuned
 
-  # Resumed from step 4 (step 8 removed), the run ends where the unbroken one did.
-  shutil.rmtree(work / "checkpoints" / "8")
+  # Resumed from step 2 (step 4 removed), the run ends where the unbroken one did.
+  shutil.rmtree(work / "checkpoints" / "4")
   again = cli("train.py", *args)
   assert again.returncode == 0, again.stderr[-3000:]
-  assert "resuming at step 4" in again.stdout
+  assert "resuming at step 2" in again.stdout
   resumed = restore.restore(str(work))
   for a, b in zip(jax.tree_util.tree_leaves(run.params), jax.tree_util.tree_leaves(resumed.params)):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)

@@ -219,6 +219,7 @@ DATA_PARALLEL = textwrap.dedent("""
     from mmtalker_jax.training.step import compute_losses
     assert jax.device_count() == 8
     cfg = tiny.get_config()
+    cfg.model.update(audio_levels=1, gcn_blocks=1)  # the layout is the question, not the depth
     cfg.data.root = {corpus!r}
     cfg.data.cache_dir = {cache!r}
     corpus = Corpus(cfg.data)
