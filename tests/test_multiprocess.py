@@ -25,7 +25,7 @@ from mmtalker_jax.training import checkpoint, restore
 from tests.devices import with_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STEPS, EVERY = 20, 10
+STEPS, EVERY = 10, 5
 
 
 def free_port() -> int:

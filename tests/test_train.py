@@ -181,7 +181,7 @@ def test_same_seed_same_metrics_and_kill_resume_matches(tmp_path, tiny_corpus_ro
   so equal logs and parameters also show that the same seed gives the same numbers.
   """
   a, c = tmp_path / "a", tmp_path / "c"
-  steps, every = 40, 20
+  steps, every = 20, 10
   assert cli("train.py", *train_args(a, tiny_corpus_root, steps, every)).returncode == 0
   log_a = (a / "metrics.jsonl").read_text()
   assert len(log_a.splitlines()) == steps // 10 + steps // every
