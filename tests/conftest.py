@@ -106,5 +106,14 @@ def trained_run(tmp_path_factory, tiny_corpus_root):
   return pathlib.Path(shared_folder(tmp_path_factory, "trained_run", train))
 
 
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: a test of a minute or more on this machine; "
+                          "collected first, so the workers do not end with one of them alone")
+
+
+def pytest_collection_modifyitems(config, items):
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
+
+
 def pytest_sessionfinish(session, exitstatus):
   shutil.rmtree(_CACHE, ignore_errors=True)

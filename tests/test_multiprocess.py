@@ -20,6 +20,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 
 from mmtalker_jax.training import checkpoint, restore
 from tests.devices import with_devices
@@ -110,6 +111,7 @@ def assert_same_logs(a, b):
       np.testing.assert_allclose(y[k], x[k], rtol=1e-4, atol=1e-12, err_msg=f"step {x['step']} {k}")
 
 
+@pytest.mark.slow
 def test_two_processes_train_fail_resume_and_evaluate_as_one(tmp_path, tiny_corpus_root):
   ref, multi = tmp_path / "ref", tmp_path / "multi"
   run(train_args(ref, tiny_corpus_root, STEPS), 1)
@@ -201,6 +203,7 @@ def test_bad_job_flags_get_one_line(tmp_path, tiny_corpus_root):
   assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.slow
 def test_sweep_members_spread_over_two_processes_train_and_save(tmp_path, tiny_corpus_root):
   """A 4-member sweep on a (member 2, data 2) mesh whose devices live in two
   processes: every member saves each checkpoint once (Orbax's multi-host

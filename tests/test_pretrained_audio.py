@@ -163,6 +163,7 @@ def cli(script, *args):
                         capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_pretrained_run_trains_resumes_evaluates_and_predicts_without_the_folder(
     tiny_corpus_root, tmp_path):
   folder = tmp_path / "wav2vec2"

@@ -69,6 +69,7 @@ def test_members_apply_overrides_and_name_bad_ones():
     members.members_of(config, "/w")
 
 
+@pytest.mark.slow
 def test_vmapped_sweep_trains_each_member_as_a_single_run(tiny_corpus_root, tmp_path):
   """Three steps of the stacked, vmapped, point-masked program equal three single runs."""
   config = small_sweep(tiny_corpus_root)
@@ -120,6 +121,7 @@ def member_params(workdir, step):
   return out
 
 
+@pytest.mark.slow
 def test_sweep_cli_trains_evaluates_resumes_and_plots(tiny_corpus_root, tmp_path):
   """One sweep through train.py, evaluate.py and viz.sweep; a SIGKILLed sweep
   restarted; NaN in one member on a copy of it."""
@@ -246,6 +248,7 @@ MEMBER_AXIS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_member_axis_on_eight_devices_matches_one_device(tmp_path, tiny_corpus_root):
   out = run_on_eight_devices(MEMBER_AXIS.format(root=ROOT, corpus=tiny_corpus_root,
                                                 cache=str(tmp_path / "cache")),

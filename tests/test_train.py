@@ -174,6 +174,7 @@ def test_points_per_row_draw_and_decode_each_row_on_its_own(tiny_config, data_cf
   assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree_util.tree_leaves(grads))
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_and_kill_resume_matches(tmp_path, tiny_corpus_root):
   """A run SIGKILLed after a checkpoint, started again, ends exactly as one that never stopped.
 
