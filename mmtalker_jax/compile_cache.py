@@ -189,12 +189,11 @@ class ExecutableStore:
       return compiled(*args)
     compiled = self._load(name, key)
     if compiled is not None:
-      try:
-        out = compiled(*args)
+      out = _run_to_completion(compiled, args)
+      if out is not None:
         self._loaded[key] = compiled
         return out
-      except Exception:  # noqa: BLE001 (an entry that loads but cannot run: compile again)
-        pass
+      # An entry that loads but cannot run: compile again (and rewrite it).
     compiled = self._compile(name, key, jitted, args)
     self._loaded[key] = compiled
     return compiled(*args)
@@ -236,10 +235,27 @@ class ExecutableStore:
     finally:
       jax.config.update("jax_enable_compilation_cache", before)
     try:
-      blob = pickle.dumps(serialize_executable.serialize(compiled))
+      blob = serialize_executable.serialize(compiled)
+      # Kept only if the entry, loaded back, runs: an executable JAX took from
+      # its own cache serialises without some of its functions, and turning
+      # that cache off above does not reach a process that has used it already.
+      if _run_to_completion(serialize_executable.deserialize_and_load(*blob), args) is None:
+        return compiled
       with fileio.atomic_path(self._path(name, key)) as tmp:
         with open(tmp, "wb") as f:
-          f.write(blob)
+          pickle.dump(blob, f)
     except Exception:  # noqa: BLE001 (not serialisable, or the folder unwritable: run on)
       pass
     return compiled
+
+
+def _run_to_completion(compiled, args):
+  """compiled(*args) once it has finished, or None if it fails. Execution is
+  asynchronous: an executable with missing functions fails when its output
+  is read, not when it is called."""
+  import jax
+
+  try:
+    return jax.block_until_ready(compiled(*args))
+  except Exception:  # noqa: BLE001 (a broken executable, whatever XLA raises)
+    return None
