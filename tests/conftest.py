@@ -12,7 +12,9 @@ for milliseconds, and the tests check values, never speed. Every comparison
 a test makes is between programs compiled the same way.
 """
 
+import fcntl
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -51,18 +53,28 @@ def tiny_config():
   return tiny.get_config()
 
 
+def shared_folder(tmp_path_factory, name: str, build) -> str:
+  """A folder all of this session's pytest-xdist workers share: the first worker
+  to ask calls build(path) (the others wait for it); pytest rotates it away with
+  its other temporary folders."""
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent  # the session's folder, above each worker's own
+  folder = os.path.join(str(base), name)
+  with open(folder + ".lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    if not os.path.isdir(folder):
+      shutil.rmtree(folder + ".partial", ignore_errors=True)  # a worker that failed
+      build(folder + ".partial")
+      os.rename(folder + ".partial", folder)
+  return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus_root(tmp_path_factory, tiny_config):
-  """A read-only tiny corpus; copy it (`corpus_copy`) before changing files.
-
-  Each worker makes its own. Shared by both workers (with the trained run
-  below), two predict.py runs of the same checkpoint at once, on one cache,
-  failed with "Function ... not found": an open bug of
-  compile_cache.ExecutableStore under concurrent use, not yet fixed.
-  """
-  root = str(tmp_path_factory.mktemp("synthtalk_tiny"))
-  generate(root, synth_corpus.spec_from_config(tiny_config.data), workers=1)
-  return root
+  """A read-only tiny corpus; copy it (`corpus_copy`) before changing files."""
+  return shared_folder(tmp_path_factory, "synthtalk_tiny", lambda root: generate(
+      root, synth_corpus.spec_from_config(tiny_config.data), workers=1))
 
 
 @pytest.fixture()
@@ -83,14 +95,15 @@ def data_cfg(tiny_config, tiny_corpus_root, tmp_path):
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_corpus_root):
   """A tiny run trained 20 steps (checkpoints at 10 and 20), shared read-only; copy to change it."""
-  workdir = tmp_path_factory.mktemp("trained_run")
-  proc = subprocess.run(
-      [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", str(workdir),
-       f"--config.data.root={tiny_corpus_root}", "--config.train.num_steps=20",
-       "--config.train.eval_every=10", "--config.train.log_every=10"],
-      cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  return workdir
+  def train(workdir):
+    proc = subprocess.run(
+        [sys.executable, "train.py", "--config", "configs/tiny.py", "--workdir", workdir,
+         f"--config.data.root={tiny_corpus_root}", "--config.train.num_steps=20",
+         "--config.train.eval_every=10", "--config.train.log_every=10"],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+  return pathlib.Path(shared_folder(tmp_path_factory, "trained_run", train))
 
 
 def pytest_configure(config):
