@@ -155,9 +155,11 @@ class ExecutableStore:
   versions and devices via `source_fingerprint`, plus the model's config),
   the program's name, and the shapes, dtypes and shardings of its arguments.
   An entry that cannot be read or run is compiled again and rewritten.
-  Programs stored here are compiled afresh, never taken from JAX's cache: an
-  executable JAX loaded from its cache serialises without some of its
-  functions on the CPU ("Function ... not found" when run).
+  An entry is written only once, loaded back, it has run to completion: an
+  executable JAX loaded from its own cache serialises without some of its
+  functions on the CPU ("Function ... not found" when run), and turning that
+  cache off around the compile only works in a process that has not used it
+  yet (JAX decides once per process).
 
   Args:
     folder: where entries live (the compilation cache folder).
@@ -194,9 +196,9 @@ class ExecutableStore:
         self._loaded[key] = compiled
         return out
       # An entry that loads but cannot run: compile again (and rewrite it).
-    compiled = self._compile(name, key, jitted, args)
+    compiled, out = self._compile(name, key, jitted, args)
     self._loaded[key] = compiled
-    return compiled(*args)
+    return compiled(*args) if out is None else out
 
   def _path(self, name: str, key: str) -> str:
     return os.path.join(self.folder, f"mmtalker-exec-{name}-{key}.bin")
@@ -220,6 +222,7 @@ class ExecutableStore:
     return compiled
 
   def _compile(self, name: str, key: str, jitted, args):
+    """(executable, its output on args if the stored entry was checked by running it, else None)."""
     import pickle
 
     import jax
@@ -236,17 +239,18 @@ class ExecutableStore:
       jax.config.update("jax_enable_compilation_cache", before)
     try:
       blob = serialize_executable.serialize(compiled)
-      # Kept only if the entry, loaded back, runs: an executable JAX took from
-      # its own cache serialises without some of its functions, and turning
-      # that cache off above does not reach a process that has used it already.
-      if _run_to_completion(serialize_executable.deserialize_and_load(*blob), args) is None:
-        return compiled
-      with fileio.atomic_path(self._path(name, key)) as tmp:
-        with open(tmp, "wb") as f:
-          pickle.dump(blob, f)
-    except Exception:  # noqa: BLE001 (not serialisable, or the folder unwritable: run on)
-      pass
-    return compiled
+      # Kept only if the entry, loaded back, runs (see the class docstring).
+      out = _run_to_completion(serialize_executable.deserialize_and_load(*blob), args)
+    except Exception:  # noqa: BLE001 (not serialisable: run on without an entry)
+      return compiled, None
+    if out is not None:
+      try:
+        with fileio.atomic_path(self._path(name, key)) as tmp:
+          with open(tmp, "wb") as f:
+            pickle.dump(blob, f)
+      except Exception:  # noqa: BLE001 (not picklable, or the folder unwritable: run on)
+        pass
+    return compiled, out
 
 
 def _run_to_completion(compiled, args):
