@@ -8,7 +8,12 @@
    kind: compile time of each length bucket's first step, ms per step (the
    median of each bucket's later steps, averaged over buckets),
    how many times it compiled, and XLA's cost analysis (FLOPs and bytes
-   accessed per step).
+   accessed per step). Then the ratio taken apart: the vmapped step against M
+   steps of the largest-K member (the same work: the sweep runs every member
+   at the largest K under a point mask), the members' steps against those M
+   steps (what the smaller-K members save when they run alone), and, for
+   scale, the largest-K member alone at M x the batch against M of its steps
+   (M times the work in one program without vmap).
 2. The whole loop, as users run it: `train.py` on the sweep config for N
    steps against `train.py` on each member's config for N steps, one after
    another (fresh processes; the corpus and its feature cache exist first;
@@ -45,7 +50,8 @@ def time_interleaved(kinds, batches, sharding_lib, mesh):
   so a machine that speeds up or slows down mid-run weighs on all kinds alike.
 
   Args:
-    kinds: list of [step_fn, state, key]; states are advanced in place.
+    kinds: list of [step_fn, state, key, rows]; states are advanced in place;
+      rows > 1 runs the kind on the batch repeated `rows` times along its rows.
 
   Returns:
     (compile s per bucket, {bucket: [steady s per step]}) per kind.
@@ -57,9 +63,10 @@ def time_interleaved(kinds, batches, sharding_lib, mesh):
     batch = sharding_lib.global_batch(local, mesh)
     bucket = local["frame_mask"].shape[1]
     for i, kind in enumerate(kinds):
-      step_fn, state, key = kind
+      step_fn, state, key, rows = kind
+      arg = batch if rows == 1 else sharding_lib.global_batch(widen(local, rows), mesh)
       start = time.perf_counter()
-      kind[1], metrics = step_fn(state, batch, key)
+      kind[1], metrics = step_fn(state, arg, key)
       jax.block_until_ready(metrics["loss"])
       elapsed = time.perf_counter() - start
       if bucket in steady[i]:
@@ -68,6 +75,12 @@ def time_interleaved(kinds, batches, sharding_lib, mesh):
         compiles[i].append(elapsed)
         steady[i][bucket] = []
   return list(zip(compiles, steady))
+
+
+def widen(local: dict, rows: int) -> dict:
+  """The batch repeated `rows` times along its rows."""
+  import numpy as np
+  return {k: np.concatenate([v] * rows) for k, v in local.items()}
 
 
 def typical(steady: dict) -> float:
@@ -111,15 +124,26 @@ def bench_step(config_path: str, num_batches: int) -> None:
   keys = members.stack([members.sample_key(r.config) for r in runs], mesh)
   sweep_step = trainer.make_train_step(model, optimizer, config, mesh, runs)
   first = sharding.global_batch(batches[0], mesh)
-  names, kinds, costs = ["sweep (vmapped)"], [[sweep_step, stacked, keys]], [
+  names, kinds, costs = ["sweep (vmapped)"], [[sweep_step, stacked, keys, 1]], [
       cost(sweep_step.jitted, stacked, first, keys, *sweep_step.extra)]
   for run in runs:
     step = trainer.make_train_step(model, optimizer, run.config, mesh, [run])
     state = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
     key = members.sample_key(run.config)
     names.append(f"{run.name} alone")
-    kinds.append([step, state, key])
+    kinds.append([step, state, key, 1])
     costs.append(cost(step.jitted, state, first, key))
+  # The widest member alone on M x the batch: M times the work in one program
+  # without vmap, to tell what vmap costs from what larger arrays cost.
+  widest = max(range(len(runs)), key=lambda i: runs[i].num_points)
+  run = runs[widest]
+  step = trainer.make_train_step(model, optimizer, run.config, mesh, [run])
+  state = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
+  key = members.sample_key(run.config)
+  wide = sharding.global_batch(widen(batches[0], len(runs)), mesh)
+  names.append(f"{run.name} at {len(runs)}x batch")
+  kinds.append([step, state, key, len(runs)])
+  costs.append(cost(step.jitted, state, wide, key))
   timed = time_interleaved(kinds, batches, sharding, mesh)
   steady_m = timed[0][1]
   rows = [(name, comp, steady, kind[0].jitted._cache_size(), flops, nbytes)
@@ -131,10 +155,10 @@ def bench_step(config_path: str, num_batches: int) -> None:
           f"{flops / 1e9:>12.1f}{nbytes / 1e9:>10.2f}")
   print("per bucket, ms/step: " + "; ".join(
       f"{b}: sweep {1e3 * np.median(steady_m[b]):.0f}, members "
-      + "+".join(f"{1e3 * np.median(r[2][b]):.0f}" for r in rows[1:])
-      + f" = {1e3 * sum(np.median(r[2][b]) for r in rows[1:]):.0f}"
+      + "+".join(f"{1e3 * np.median(r[2][b]):.0f}" for r in rows[1:-1])
+      + f" = {1e3 * sum(np.median(r[2][b]) for r in rows[1:-1]):.0f}"
       for b in sorted(steady_m) if steady_m[b]))
-  singles = rows[1:]
+  singles, wide_row = rows[1:-1], rows[-1]
   sum_steady = sum(typical(r[2]) for r in singles)
   # Paired: each batch's sweep step against the single steps on that batch,
   # seconds apart, so the machine's drift cancels; the median over batches.
@@ -147,6 +171,23 @@ def bench_step(config_path: str, num_batches: int) -> None:
         f"{typical(steady_m) / sum_steady:.3f}x), "
         f"{rows[0][4] / sum(r[4] for r in singles):.3f}x FLOPs, "
         f"{rows[0][5] / sum(r[5] for r in singles):.3f}x bytes")
+  # The same decomposed: the sweep runs every member at the largest K (a point
+  # mask hides the rest), so against M steps of a largest-K member it does the
+  # same work; the members' own steps sum to less when some have a smaller K.
+  full = [sweep_t / (len(runs) * singles[widest][2][b][i])
+          for b in steady_m for i, sweep_t in enumerate(steady_m[b])]
+  mix = [sum(r[2][b][i] for r in singles) / (len(runs) * singles[widest][2][b][i])
+         for b in steady_m for i in range(len(steady_m[b]))]
+  print(f"  of which: vmapped step / {len(runs)} x {runs[widest].name}'s step (K="
+        f"{runs[widest].num_points}, the shape every member runs in the sweep) "
+        f"{np.median(full):.3f}x (quartiles {np.percentile(full, 25):.3f}-"
+        f"{np.percentile(full, 75):.3f}); the {len(runs)} members' steps / {len(runs)} x "
+        f"{runs[widest].name}'s {np.median(mix):.3f}x")
+  larger = [wide_row[2][b][i] / (len(runs) * singles[widest][2][b][i])
+            for b in steady_m for i in range(len(wide_row[2][b]))]
+  print(f"  for scale: {runs[widest].name} alone at {len(runs)}x the batch (one program, no "
+        f"vmap) / {len(runs)} of its steps: {np.median(larger):.3f}x (quartiles "
+        f"{np.percentile(larger, 25):.3f}-{np.percentile(larger, 75):.3f})")
   print(f"compilations: sweep {rows[0][3]} for {len(steady_m)} buckets; members one after another "
         f"{sum(r[3] for r in singles)}")
 
