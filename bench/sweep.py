@@ -126,24 +126,23 @@ def bench_step(config_path: str, num_batches: int) -> None:
   first = sharding.global_batch(batches[0], mesh)
   names, kinds, costs = ["sweep (vmapped)"], [[sweep_step, stacked, keys, 1]], [
       cost(sweep_step.jitted, stacked, first, keys, *sweep_step.extra)]
-  for run in runs:
+
+  def alone(name: str, run, rows: int) -> None:
+    """Adds `run` trained alone as a step kind, on the batch repeated `rows` times."""
     step = trainer.make_train_step(model, optimizer, run.config, mesh, [run])
     state = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
     key = members.sample_key(run.config)
-    names.append(f"{run.name} alone")
-    kinds.append([step, state, key, 1])
-    costs.append(cost(step.jitted, state, first, key))
+    names.append(name)
+    kinds.append([step, state, key, rows])
+    costs.append(cost(step.jitted, state,
+                      sharding.global_batch(widen(batches[0], rows), mesh), key))
+
+  for run in runs:
+    alone(f"{run.name} alone", run, 1)
   # The widest member alone on M x the batch: M times the work in one program
   # without vmap, to tell what vmap costs from what larger arrays cost.
   widest = max(range(len(runs)), key=lambda i: runs[i].num_points)
-  run = runs[widest]
-  step = trainer.make_train_step(model, optimizer, run.config, mesh, [run])
-  state = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
-  key = members.sample_key(run.config)
-  wide = sharding.global_batch(widen(batches[0], len(runs)), mesh)
-  names.append(f"{run.name} at {len(runs)}x batch")
-  kinds.append([step, state, key, len(runs)])
-  costs.append(cost(step.jitted, state, wide, key))
+  alone(f"{runs[widest].name} at {len(runs)}x batch", runs[widest], len(runs))
   timed = time_interleaved(kinds, batches, sharding, mesh)
   steady_m = timed[0][1]
   rows = [(name, comp, steady, kind[0].jitted._cache_size(), flops, nbytes)
