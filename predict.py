@@ -71,7 +71,7 @@ def run(extra_audio: list[str]):
     outputs = batch.output_paths(sources, _OUT_DIR.value, tuple(_FORMATS.value))
   report = inference.animate_files(_CKPT.value, sources, outputs, _STYLE.value, _SUBDIVIDE.value,
                                    log=(lambda _: None) if single else print,
-                                   stop_on_error=single, executables=cache)
+                                   stop_on_error=single)
   t = report.totals
   if single:
     print(report.one_file(list(outputs[0].values())))

@@ -9,8 +9,8 @@ config.data.bucket_frames), so files of similar length share programs.
 `--nocompile_cache` (or an empty --compile_cache) turns the cache off.
 
 `CompileLog` counts what a process compiled and how long it spent tracing and
-compiling, from JAX's own monitoring events. `ExecutableStore` keeps whole
-executables for predict.py, which then skips tracing and lowering as well.
+compiling, from JAX's own monitoring events. The folder holds nothing but
+JAX's own entries: nothing read from it is unpickled by this package.
 """
 
 from __future__ import annotations
@@ -94,9 +94,6 @@ class CompileLog:
       del kwargs
       if event == "/jax/compilation_cache/cache_hits":
         self.cache_hits += 1
-      elif event == EXECUTABLE_HIT:  # a whole executable loaded: no trace, no compile
-        self.programs += 1
-        self.cache_hits += 1
 
     def on_duration(event: str, seconds: float, **kwargs) -> None:
       del kwargs
@@ -116,150 +113,3 @@ class CompileLog:
     return (f"compile {self.compile_seconds:.2f} s ({self.programs - self.cache_hits} programs "
             f"compiled, {self.cache_hits} loaded from the cache), trace+lower "
             f"{self.trace_seconds + self.lower_seconds:.2f} s")
-
-
-EXECUTABLE_HIT = "/mmtalker/executable_cache/hits"  # a monitoring event CompileLog counts
-
-
-def source_fingerprint() -> str:
-  """A hash of this package's source and the versions that shape a compiled program."""
-  import hashlib
-
-  import flax
-  import jax
-  import jaxlib
-
-  digest = hashlib.sha256()
-  root = os.path.dirname(os.path.abspath(__file__))
-  for folder, dirs, files in sorted(os.walk(root)):
-    dirs.sort()
-    for name in sorted(files):
-      if name.endswith(".py"):
-        digest.update(name.encode())
-        with open(os.path.join(folder, name), "rb") as f:
-          digest.update(f.read())
-  devices = jax.devices()
-  digest.update(repr((jax.__version__, jaxlib.__version__, flax.__version__,
-                      devices[0].platform, devices[0].device_kind, len(devices),
-                      os.environ.get("XLA_FLAGS", ""))).encode())
-  return digest.hexdigest()
-
-
-class ExecutableStore:
-  """Compiled programs kept on disk whole, so a later process skips tracing too.
-
-  JAX's persistent cache saves the backend compile, but each process still
-  traces and lowers every program to find its key (about 0.5 s for
-  prediction's three). Here the key is everything that decides the program
-  without tracing it: `salt` (the caller's: this package's source, library
-  versions and devices via `source_fingerprint`, plus the model's config),
-  the program's name, and the shapes, dtypes and shardings of its arguments.
-  An entry that cannot be read or run is compiled again and rewritten.
-  An entry is written only once, loaded back, it has run to completion: an
-  executable JAX loaded from its own cache serialises without some of its
-  functions on the CPU ("Function ... not found" when run), and turning that
-  cache off around the compile only works in a process that has not used it
-  yet (JAX decides once per process).
-
-  Args:
-    folder: where entries live (the compilation cache folder).
-    salt: a string naming everything else the programs depend on.
-  """
-
-  def __init__(self, folder: str, salt: str):
-    self.folder = folder
-    self.salt = salt
-    self._loaded: dict[str, object] = {}
-
-  def _key(self, name: str, args) -> str:
-    import hashlib
-
-    import jax
-
-    leaves, tree = jax.tree_util.tree_flatten(args)
-    parts = [self.salt, name, str(tree)]
-    for x in leaves:
-      sharding = getattr(x, "sharding", None)
-      parts.append(f"{jax.typeof(x)}|{sharding}")
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:40]
-
-  def __call__(self, name: str, jitted, *args):
-    """jitted(*args), from a stored executable when there is one."""
-    key = self._key(name, args)
-    compiled = self._loaded.get(key)
-    if compiled is not None:
-      return compiled(*args)
-    compiled = self._load(name, key)
-    if compiled is not None:
-      out = _run_to_completion(compiled, args)
-      if out is not None:
-        self._loaded[key] = compiled
-        return out
-      # An entry that loads but cannot run: compile again (and rewrite it).
-    compiled, out = self._compile(name, key, jitted, args)
-    self._loaded[key] = compiled
-    return compiled(*args) if out is None else out
-
-  def _path(self, name: str, key: str) -> str:
-    return os.path.join(self.folder, f"mmtalker-exec-{name}-{key}.bin")
-
-  def _load(self, name: str, key: str):
-    import pickle
-
-    from jax import monitoring
-    from jax.experimental import serialize_executable
-
-    path = self._path(name, key)
-    if not os.path.isfile(path):
-      return None
-    try:
-      with open(path, "rb") as f:
-        blob = pickle.load(f)
-      compiled = serialize_executable.deserialize_and_load(*blob)
-    except Exception:  # noqa: BLE001 (a damaged or foreign entry: compile again)
-      return None
-    monitoring.record_event(EXECUTABLE_HIT)
-    return compiled
-
-  def _compile(self, name: str, key: str, jitted, args):
-    """(executable, its output on args if the stored entry was checked by running it, else None)."""
-    import pickle
-
-    import jax
-    from jax.experimental import serialize_executable
-
-    from mmtalker_jax import fileio
-
-    lowered = jitted.lower(*args)
-    before = jax.config.jax_enable_compilation_cache
-    jax.config.update("jax_enable_compilation_cache", False)
-    try:
-      compiled = lowered.compile()
-    finally:
-      jax.config.update("jax_enable_compilation_cache", before)
-    try:
-      blob = serialize_executable.serialize(compiled)
-      # Kept only if the entry, loaded back, runs (see the class docstring).
-      out = _run_to_completion(serialize_executable.deserialize_and_load(*blob), args)
-    except Exception:  # noqa: BLE001 (not serialisable: run on without an entry)
-      return compiled, None
-    if out is not None:
-      try:
-        with fileio.atomic_path(self._path(name, key)) as tmp:
-          with open(tmp, "wb") as f:
-            pickle.dump(blob, f)
-      except Exception:  # noqa: BLE001 (not picklable, or the folder unwritable: run on)
-        pass
-    return compiled, out
-
-
-def _run_to_completion(compiled, args):
-  """compiled(*args) once it has finished, or None if it fails. Execution is
-  asynchronous: an executable with missing functions fails when its output
-  is read, not when it is called."""
-  import jax
-
-  try:
-    return jax.block_until_ready(compiled(*args))
-  except Exception:  # noqa: BLE001 (a broken executable, whatever XLA raises)
-    return None

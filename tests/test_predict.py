@@ -271,6 +271,38 @@ def test_a_folder_with_a_corrupt_file_yields_the_others_and_the_next_call_compil
   np.testing.assert_array_equal(np.load(again), np.load(out / "a.npy"))
 
 
+class _Payload:
+  """Unpickled, it writes a file: the proof that something turned an entry into code."""
+
+  def __init__(self, marker: str):
+    self.marker = marker
+
+  def __reduce__(self):
+    return (open, (self.marker, "w"))
+
+
+def test_entries_planted_in_the_cache_folder_are_never_unpickled(run_dir, speech, tmp_path):
+  import pickle
+
+  cache, first, again = tmp_path / "xla", tmp_path / "first.npy", tmp_path / "again.npy"
+  proc = cli("predict.py", "--ckpt", str(run_dir), "--audio", speech, "--out", str(first),
+             "--compile_cache", str(cache))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  marker = tmp_path / "pwned"
+  payload = pickle.dumps(_Payload(str(marker)))
+  entries = [p for p in cache.rglob("*") if p.is_file()]
+  assert entries
+  for path in entries:  # every entry JAX wrote, and names an executable store would read
+    path.write_bytes(payload)
+  for name in ("encode", "points", "frames"):
+    (cache / f"mmtalker-exec-{name}-{'0' * 40}.bin").write_bytes(payload)
+  proc = cli("predict.py", "--ckpt", str(run_dir), "--audio", speech, "--out", str(again),
+             "--compile_cache", str(cache))
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert not marker.exists()
+  np.testing.assert_array_equal(np.load(again), np.load(first))
+
+
 def compiled_and_loaded(stdout: str) -> tuple[int, int]:
   m = re.search(r"\((\d+) programs compiled, (\d+) loaded from the cache\)", stdout)
   assert m, stdout

@@ -34,11 +34,8 @@ class Report:
 
 
 def animate_files(ckpt: str, sources: list[str], outputs: list[dict], style: str | None = None,
-                  subdivide: int = 0, log=print, stop_on_error: bool = False,
-                  executables: str | None = None) -> Report:
+                  subdivide: int = 0, log=print, stop_on_error: bool = False) -> Report:
   """predict.py: animates every file of `sources` into its `outputs` ({format: path}).
-
-  `executables`: a folder where compiled programs are kept whole (Predictor).
 
   Unwritable outputs, a bad checkpoint and an unknown style fail before any
   audio is read (InputError). A bad audio file is reported in one line on
@@ -51,7 +48,7 @@ def animate_files(ckpt: str, sources: list[str], outputs: list[dict], style: str
       export.check_writable(path, is_dir=fmt == "obj")
   start = time.perf_counter()
   run = restore(ckpt)
-  predictor = Predictor(run, executables=executables)
+  predictor = Predictor(run)
   name = predictor.styles[predictor.style_index(style)]  # an unknown style fails here
   restore_seconds = time.perf_counter() - start
   sub = subdivide_mesh(run.model.assets.faces, subdivide)

@@ -27,16 +27,13 @@ class ChunkedDecoder:
     chunk_frames: frames per regressor call (one compiled chunk shape).
     to_host: turns a (possibly sharded, multi-host) device array into numpy;
       default np.asarray.
-    store: an `ExecutableStore` that keeps the three programs whole across
-      processes (predict.py); None: plain jit.
   """
 
   def __init__(self, model: MMTalker, chunk_frames: int,
-               to_host: Callable[[jax.Array], np.ndarray] = np.asarray, store=None):
+               to_host: Callable[[jax.Array], np.ndarray] = np.asarray):
     self.model = model
     self.chunk = int(chunk_frames)
     self.to_host = to_host
-    self.store = store
     self._encode = jax.jit(lambda p, *x: model.apply({"params": p}, *x, method=model.encode))
     self._points = jax.jit(lambda p, enc, f, b: model.apply(
         {"params": p}, enc, f, b, method=model.encode_points))
@@ -70,17 +67,14 @@ class ChunkedDecoder:
     if points is None:
       points = self.model.assets.vertex_points()
     face_ids, bary = jnp.asarray(points[0]), jnp.asarray(points[1])
-    encoded = self._run("encode", self._encode, params, *(inputs[k] for k in INPUTS))
-    at_points = self._run("points", self._points, params, encoded, face_ids, bary)
+    encoded = self._encode(params, *(inputs[k] for k in INPUTS))
+    at_points = self._points(params, encoded, face_ids, bary)
     b, t = np.shape(inputs["frame_mask"])
     t_out = t if num_frames is None else min(int(num_frames), t)
     out = np.empty((b, t_out, len(points[0]), 3), np.float32)
     for c0 in range(0, t_out, self.chunk):
       c1 = min(c0 + self.chunk, t_out)
-      chunk = self._run("frames", self._frames, params, at_points, encoded["motion"],
-                        inputs["frame_mask"], np.int32(c0))
+      chunk = self._frames(params, at_points, encoded["motion"], inputs["frame_mask"],
+                           np.int32(c0))
       out[:, c0:c1] = self.to_host(chunk)[:, :c1 - c0]
     return out
-
-  def _run(self, name: str, jitted, *args):
-    return jitted(*args) if self.store is None else self.store(name, jitted, *args)

@@ -8,12 +8,11 @@ path evaluation takes.
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
 
-from mmtalker_jax import alignment, compile_cache
+from mmtalker_jax import alignment
 from mmtalker_jax.data import audio as audio_lib
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.inference.decoder import ChunkedDecoder
@@ -41,27 +40,17 @@ class Predictor:
     chunk_frames: frames per regressor call (default: config.decode's).
     length_bucket: encoder inputs are padded to a multiple of this many frames
       (default: config.decode's).
-    executables: a folder to keep compiled programs in whole (the compilation
-      cache's), so a later process neither compiles nor traces them; None: off.
   """
 
   def __init__(self, run: Restored, chunk_frames: int | None = None,
-               length_bucket: int | None = None, executables: str | None = None):
+               length_bucket: int | None = None):
     settings = run.config.decode
     self.run = run
     self.model = run.model
     self.bucket = int(length_bucket or settings.length_bucket)
     self.features = dict(run.config.data.features)
     self.fps = float(run.config.data.fps)
-    store = None
-    if executables:
-      assets = run.model.assets
-      mesh = hashlib.sha256(np.ascontiguousarray(assets.vertices, np.float64).tobytes())
-      salt = "\n".join([compile_cache.source_fingerprint(), run.config.to_json(sort_keys=True),
-                        assets.fingerprint, mesh.hexdigest(), repr(run.styles)])
-      store = compile_cache.ExecutableStore(executables, salt)
-    self.decoder = ChunkedDecoder(self.model, int(chunk_frames or settings.chunk_frames),
-                                  store=store)
+    self.decoder = ChunkedDecoder(self.model, int(chunk_frames or settings.chunk_frames))
 
   @property
   def styles(self) -> list[str]:
