@@ -14,11 +14,11 @@ from mmtalker_jax.allocator import reexec_with_tcmalloc
 reexec_with_tcmalloc()  # before JAX starts: see mmtalker_jax/allocator.py
 
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from mmtalker_jax import compile_cache, distributed  # noqa: E402
-from mmtalker_jax.cli import parse_flags  # noqa: E402
+from mmtalker_jax.cli import parse_flags, quiet_process  # noqa: E402
 from mmtalker_jax.errors import exit_on_input_error, report  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/default.py", "Config file.")
@@ -28,7 +28,7 @@ flags.mark_flags_as_required(["workdir"])
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
+  quiet_process()
   exit_on_input_error(distributed.initialize)  # bad job flags fail before the heavy imports
   compile_cache.enable()
   from mmtalker_jax.training import trainer

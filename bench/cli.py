@@ -33,7 +33,7 @@ def write_stand_in_run(workdir: str, num_vertices: int) -> None:
   from configs import default
   from mmtalker_jax.mesh.assets import build_mesh_assets
   from mmtalker_jax.models.mmtalker import build_model
-  from mmtalker_jax.training import checkpoint, sharding
+  from mmtalker_jax.training import checkpoint, run_folder, sharding
   from mmtalker_jax.training.optimizer import make_optimizer
   from mmtalker_jax.training.state import create_state
 
@@ -49,7 +49,7 @@ def write_stand_in_run(workdir: str, num_vertices: int) -> None:
   checkpoint.save(mngr, 0, state, config, meta)
   mngr.wait_until_finished()
   mngr.close()
-  checkpoint.save_mesh(workdir, assets, {s: assets.vertices for s in styles})
+  run_folder.save_mesh(workdir, assets, {s: assets.vertices for s in styles})
 
 
 def write_speech(path: str, seconds: float, seed: int) -> None:

@@ -17,6 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
   data.frame_stride = 1
   data.templates = "templates.pkl"
   data.template_mesh = "BIWI.ply"
+  data.num_vertices = 23370
   # BIWI ships no eye region; EVE is reported where a region 'eye' exists.
   data.regions = ml_collections.ConfigDict(dict(
       lips=["regions/lve.txt"], upper_face=["regions/fdd.txt"]))

@@ -23,6 +23,10 @@ def synthtalk_data(spec: SynthSpec, root: str) -> ml_collections.ConfigDict:
   data.frame_stride = 1
   data.templates = "templates.pkl"
   data.template_mesh = "template.obj"
+  # The template's size, checked against the mesh file when a corpus opens
+  # (None: whatever the file holds; SynthTalk's depends on vertex_spacing).
+  data.num_vertices = None
+  data.num_faces = None
   data.regions = ml_collections.ConfigDict(dict(
       lips=["regions.json:lips"], eye=["regions.json:eye"],
       upper_face=["regions.json:upper_face"]))

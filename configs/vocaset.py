@@ -22,6 +22,8 @@ def get_config() -> ml_collections.ConfigDict:
   data.templates = "templates.pkl"
   # FLAME's head template with UVs (the 2020 release's head_template.obj).
   data.template_mesh = "head_template.obj"
+  data.num_vertices = 5023
+  data.num_faces = 9976
   data.regions = ml_collections.ConfigDict(dict(
       lips=["FLAME_masks.pkl:lips"], eye=["FLAME_masks.pkl:eye_region"],
       upper_face=["FLAME_masks.pkl:forehead", "FLAME_masks.pkl:eye_region"]))

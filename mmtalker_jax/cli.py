@@ -1,13 +1,21 @@
-"""Flag parsing for the entry scripts: a bad flag is one line on stderr, exit 2."""
+"""What the entry scripts share: flag parsing and the process settings that keep
+a user's error to one line (a bad flag: one line on stderr, exit 2).
+
+The library changes no process-wide state; `quiet_process` is the one place
+that does, and only the entry scripts call it.
+"""
 
 from __future__ import annotations
 
+import faulthandler
+import logging as std_logging
 import sys
+import warnings
 from typing import Callable
 
 from absl import app, flags, logging
 
-from mmtalker_jax import compile_cache
+from mmtalker_jax import compile_cache, distributed
 from mmtalker_jax.errors import exit_on_input_error
 
 
@@ -33,7 +41,7 @@ def run_app(run: Callable[..., object], rest_args: bool = False) -> None:
   """
 
   def main(argv):
-    logging.set_verbosity(logging.ERROR)  # Orbax logs every file it touches at INFO
+    quiet_process()
     rest = list(argv[1:])
     if rest and not rest_args:
       print(f"error: unexpected argument(s): {' '.join(rest)}", file=sys.stderr)
@@ -41,3 +49,35 @@ def run_app(run: Callable[..., object], rest_args: bool = False) -> None:
     exit_on_input_error(lambda: run(rest) if rest_args else run())
 
   app.run(main, flags_parser=parse_flags)
+
+
+def quiet_process() -> None:
+  """Process-wide settings of train.py, evaluate.py and predict.py, each for a reason.
+
+  - absl logging at ERROR: Orbax logs every file it touches at INFO, and that
+    a read-only manager is read-only at WARNING.
+  - A failed Orbax restore (a truncated checkpoint) ends in its one exception:
+    asyncio would log each read nobody awaits ("Future exception was never
+    retrieved"), Python would warn of reads never started, and the reads still
+    in flight would report "Event loop is closed" as unraisable exceptions
+    from the loop Orbax closed: dozens of lines after the one that matters.
+    Only those are dropped; other unraisables still print.
+  - In a multi-process job, JAX's runtime stops the survivors of a dead
+    process with its own message and abort(); the fault handler absl turns on
+    would append a dump of every thread to it.
+  """
+  logging.set_verbosity(logging.ERROR)
+  std_logging.getLogger("asyncio").setLevel(std_logging.CRITICAL)
+  warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited",
+                          category=RuntimeWarning)
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    e = unraisable.exc_value
+    if isinstance(e, RuntimeError) and str(e) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  sys.unraisablehook = hook
+  if distributed.requested():
+    faulthandler.disable()

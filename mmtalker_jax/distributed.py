@@ -12,7 +12,6 @@ waiting for the others when --init_timeout_seconds ends stops with one line.
 
 from __future__ import annotations
 
-import faulthandler
 import os
 import socket
 import threading
@@ -68,11 +67,6 @@ def join(address: str | None, n: int | None, i: int | None, heartbeat_seconds: i
     if i == 0 and _port_in_use(int(port)):
       raise InputError("", f"--coordinator_address={address}: port {port} is already in use "
                        "on this machine (another job's coordinator?); pick a free port")
-  # When a process dies, JAX's runtime stops the others with its own message
-  # ("Terminating process because the JAX distributed service detected fatal
-  # errors ... another task died") and abort(); the fault handler absl turns on
-  # would append a dump of every thread and module to it.
-  faulthandler.disable()
   # Cross-process collectives on CPU devices (a no-op for accelerators).
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   # A process still waiting when the timeout ends would be aborted by JAX's
@@ -94,7 +88,7 @@ def join(address: str | None, n: int | None, i: int | None, heartbeat_seconds: i
                      "that every process was started with the same --num_processes and "
                      "--coordinator_address") from None
   if n is not None:
-    _check_same_job_size(address, n, i, init_timeout_seconds)
+    _check_same_job_size(address, n)
 
 
 def _never_joined(address: str | None, n: int | None, i: int | None, timeout: int) -> None:
@@ -106,27 +100,24 @@ def _never_joined(address: str | None, n: int | None, i: int | None, timeout: in
   os._exit(2)
 
 
-def _check_same_job_size(address: str | None, n: int, i: int, timeout_seconds: int) -> None:
+def _check_same_job_size(address: str | None, n: int) -> None:
   """Every process must have been started with the job's --num_processes.
 
   The coordinator takes its size from process 0; a process started with another
   --num_processes would otherwise train silently in a job of a different size.
-  Each process publishes its flag and compares; all of them stop with one line.
+  Every process gathers every process's flag and compares; all of them stop with
+  one line.
 
   Raises:
     InputError: naming every process's --num_processes.
   """
   import jax
-  from jax._src import distributed as jax_distributed
+  import numpy as np
+  from jax.experimental import multihost_utils
 
-  client = jax_distributed.global_state.client
   size = jax.process_count()
-  if client is None:
-    return
-  client.key_value_set(f"mmtalker/num_processes/{i}", str(n))
-  declared = {j: int(client.blocking_key_value_get(f"mmtalker/num_processes/{j}",
-                                                   timeout_seconds * 1000))
-              for j in range(size)}
+  flags_seen = multihost_utils.process_allgather(np.int32(n))  # [size], one per process
+  declared = {j: int(v) for j, v in enumerate(np.asarray(flags_seen).reshape(-1))}
   if set(declared.values()) != {size}:
     flags = ", ".join(f"{v} (process {j})" for j, v in declared.items())
     raise InputError("", f"the job at {address} has {size} processes (process 0's "

@@ -156,3 +156,54 @@ def test_cli_exits_nonzero_without_traceback(corpus_copy):
                         capture_output=True, text=True, cwd=ROOT)
   assert proc.returncode == 2
   assert proc.stderr.strip() == "error: /nonexistent/corpus: corpus folder not found"
+
+
+def _multiface_layout(root, num_vertices):
+  """A small corpus in the Multiface layout: 13 subjects, sentences 1, 41 and 46 (one per
+  split), half a second each, a template of `num_vertices` vertices and the two weight
+  masks. Returns the (lips, upper face) vertex counts the masks select."""
+  from mmtalker_jax.mesh.io import write_obj
+  from tests.meshes import disk_mesh
+
+  verts, faces = disk_mesh(num_vertices)
+  os.makedirs(os.path.join(root, "wav"))
+  os.makedirs(os.path.join(root, "vertices_npy"))
+  write_obj(os.path.join(root, "face_template.obj"), verts, faces)
+  mouth = np.clip(1.0 - np.hypot(verts[:, 0], verts[:, 1] + 0.4) / 0.3, 0.0, 1.0)
+  forehead = np.clip((verts[:, 1] - 0.3) / 0.5, 0.0, 1.0)
+  np.savetxt(os.path.join(root, "weighted_mouth_mask.txt"), mouth, fmt="%.4f")
+  np.savetxt(os.path.join(root, "forehead_mask.txt"), forehead, fmt="%.4f")
+  rng = np.random.default_rng(0)
+  subjects = [f"{i:02d}" for i in range(1, 14)]
+  with open(os.path.join(root, "templates.pkl"), "wb") as f:
+    pickle.dump({s: verts for s in subjects}, f)
+  for s in subjects:
+    for sentence in (1, 41, 46):
+      stem = f"{s}_{sentence:02d}"
+      frames = verts[None] + 1e-3 * rng.standard_normal((15, num_vertices, 3))
+      np.save(os.path.join(root, "vertices_npy", stem + ".npy"),
+              frames.reshape(15, -1).astype(np.float32))
+      sf.write(os.path.join(root, "wav", stem + ".wav"),
+               (0.1 * rng.standard_normal(8000)).astype(np.float32), 16000)
+  return int(np.sum(mouth > 0.1)), int(np.sum(forehead > 0.4))
+
+
+def test_a_multiface_layout_corpus_passes_with_its_config(tmp_path, capsys):
+  root = str(tmp_path / "multiface")
+  lips, upper = _multiface_layout(root, 6172)
+  code, out, err = run_check(root, capsys, os.path.join(ROOT, "configs/multiface.py"))
+  assert code == 0, out + err
+  assert "mesh       6172 vertices" in out
+  assert f"regions    lips {lips}, upper_face {upper}" in out and 0 < lips < upper
+  assert "split      test      13 sequences" in out
+
+
+def test_a_template_of_another_size_than_the_config_states_is_one_line(tmp_path, capsys):
+  root = str(tmp_path / "multiface")
+  _multiface_layout(root, 6000)
+  code, out, err = run_check(root, capsys, os.path.join(ROOT, "configs/multiface.py"))
+  assert code == 1
+  assert out.strip().splitlines() == [
+      f"{root}/face_template.obj: has 6000 vertices, but the config expects 6172 "
+      "(data.num_vertices): a different template than the config describes"]
+  assert err.strip() == f"1 problem(s) found in {root}"

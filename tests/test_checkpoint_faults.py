@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmtalker_jax.training import checkpoint, restore
+from mmtalker_jax.training import checkpoint, disk_space, restore
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,16 +78,16 @@ def test_train_resumes_from_the_newest_readable_step_and_keeps_the_bad_one(train
 
 
 def test_no_space_is_recognised_through_wrappers():
-  assert checkpoint.is_no_space(OSError(errno.ENOSPC, "No space left on device"))
+  assert disk_space.is_no_space(OSError(errno.ENOSPC, "No space left on device"))
   try:
     try:
       raise OSError(errno.ENOSPC, "disk")
     except OSError as inner:
       raise ValueError("async save failed") from inner
   except ValueError as outer:
-    assert checkpoint.is_no_space(outer)
-  assert checkpoint.is_no_space(RuntimeError("INTERNAL: write failed: No space left on device"))
-  assert not checkpoint.is_no_space(OSError(errno.EACCES, "Permission denied"))
+    assert disk_space.is_no_space(outer)
+  assert disk_space.is_no_space(RuntimeError("INTERNAL: write failed: No space left on device"))
+  assert not disk_space.is_no_space(OSError(errno.EACCES, "Permission denied"))
 
 
 @pytest.fixture()

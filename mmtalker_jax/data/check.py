@@ -21,7 +21,7 @@ import numpy as np
 from mmtalker_jax.configlib import load_config
 from mmtalker_jax.data import audio as audio_lib
 from mmtalker_jax import safe_pickle
-from mmtalker_jax.data.corpus import in_split, pair_files, read_vertices
+from mmtalker_jax.data.corpus import check_mesh_size, in_split, pair_files, read_vertices
 from mmtalker_jax.errors import InputError, exit_on_input_error
 from mmtalker_jax.mesh.assets import load_mesh_assets
 
@@ -87,8 +87,15 @@ class Doctor:
       raise InputError(root, "corpus folder not found")
     templates_path = os.path.join(root, cfg.templates)
     templates = self._try(safe_pickle.load_templates, templates_path) or {}
-    assets = self._try(load_mesh_assets, os.path.join(root, cfg.template_mesh),
-                       dict(cfg.regions), root)
+    mesh_path = os.path.join(root, cfg.template_mesh)
+    assets = self._try(load_mesh_assets, mesh_path, dict(cfg.regions), root)
+    if assets is not None:
+      try:
+        check_mesh_size(assets, cfg, mesh_path)
+      except InputError as e:
+        # Every other file is sized against the template: this one line says what is wrong.
+        self.problems.append(e)
+        return {}
     if assets is not None:
       num_v = assets.num_vertices
     elif templates:

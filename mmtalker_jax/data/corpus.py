@@ -83,6 +83,20 @@ def pair_files(root: str) -> tuple[list[Sequence], list[InputError]]:
   return sequences, problems
 
 
+def check_mesh_size(assets: MeshAssets, cfg, path: str) -> None:
+  """The template must have the size its config states (data.num_vertices/num_faces).
+
+  Raises:
+    InputError: naming the mesh file, both sizes and the config field.
+  """
+  for field, have in (("num_vertices", assets.num_vertices), ("num_faces", assets.num_faces)):
+    want = cfg.get(field)
+    if want is not None and int(want) != have:
+      noun = field.removeprefix("num_")
+      raise InputError(path, f"has {have} {noun}, but the config expects {int(want)} "
+                       f"(data.{field}): a different template than the config describes")
+
+
 def in_split(seq: Sequence, split: Mapping[str, Any]) -> bool:
   if seq.subject not in list(split["subjects"]):
     return False
@@ -147,6 +161,7 @@ class Corpus:
     self.templates = safe_pickle.load_templates(os.path.join(self.root, cfg.templates))
     self.assets: MeshAssets = load_mesh_assets(
         os.path.join(self.root, cfg.template_mesh), dict(cfg.regions), self.root)
+    check_mesh_size(self.assets, cfg, os.path.join(self.root, cfg.template_mesh))
     v = self.assets.num_vertices
     for subject, tmpl in self.templates.items():
       if len(tmpl) != v:

@@ -4,6 +4,8 @@ A region is named in a config by a list of sources, unioned:
   'regions/lve.txt'            BIWI style: comma/whitespace-separated indices
   'FLAME_masks.pkl:lips'       a key of a pickled dict of index arrays
   'regions.json:lips'          a key of a JSON dict of index lists
+  'weighted_mouth_mask.txt>0.1' Multiface style: one weight per vertex, the
+                               region is every vertex whose weight exceeds 0.1
 """
 
 from __future__ import annotations
@@ -18,7 +20,34 @@ from mmtalker_jax import fileio, safe_pickle
 from mmtalker_jax.errors import InputError
 
 
-def _read_source(root: str, source: str) -> tuple[str, np.ndarray]:
+def _read_numbers(path: str) -> list[str]:
+  with open(path, encoding="utf-8") as f:
+    return [t for t in re.split(r"[,\s]+", f.read()) if t]
+
+
+def _read_weights(root: str, source: str, num_vertices: int) -> tuple[str, np.ndarray]:
+  """'FILE>THRESHOLD': the indices of the vertices whose weight in FILE exceeds THRESHOLD."""
+  name, _, threshold = source.partition(">")
+  path = os.path.join(root, name)
+  if not os.path.isfile(path):
+    raise InputError(path, "region file not found")
+  try:
+    weights = np.asarray(_read_numbers(path), np.float64)
+    cut = float(threshold)
+  except ValueError:
+    raise InputError(path, f"region {source!r}: not a list of numbers and a threshold") from None
+  if len(weights) != num_vertices:
+    raise InputError(path, f"holds {len(weights)} weights, one per vertex of a template "
+                     f"with {num_vertices} vertices expected")
+  idx = np.flatnonzero(weights > cut)
+  if idx.size == 0:
+    raise InputError(path, f"region {source!r} is empty: no weight exceeds {cut:g}")
+  return path, idx
+
+
+def _read_source(root: str, source: str, num_vertices: int) -> tuple[str, np.ndarray]:
+  if ">" in source:
+    return _read_weights(root, source, num_vertices)
   name, _, key = source.partition(":")
   path = os.path.join(root, name)
   if not os.path.isfile(path):
@@ -35,9 +64,7 @@ def _read_source(root: str, source: str) -> tuple[str, np.ndarray]:
       raise InputError(path, f"no region {key!r} (has {keys})")
     values = table[key]
   else:
-    with open(path, encoding="utf-8") as f:
-      tokens = [t for t in re.split(r"[,\s]+", f.read()) if t]
-    values = tokens
+    values = _read_numbers(path)
   try:
     idx = np.asarray(values, dtype=np.float64).ravel()
   except (TypeError, ValueError):
@@ -72,7 +99,7 @@ def load_regions(root: str | os.PathLike,
       sources = [sources]
     parts = []
     for source in sources:
-      path, idx = _read_source(os.fspath(root), source)
+      path, idx = _read_source(os.fspath(root), source, num_vertices)
       bad = idx[(idx < 0) | (idx >= num_vertices)]
       if bad.size:
         raise InputError(path, f"region {region!r} index {int(bad[0])} is out of "

@@ -12,7 +12,7 @@ import numpy as np
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.mesh.assets import MeshAssets
 from mmtalker_jax.models.mmtalker import MMTalker, build_model
-from mmtalker_jax.training import checkpoint, sharding
+from mmtalker_jax.training import checkpoint, run_folder, sharding
 
 
 @dataclasses.dataclass
@@ -41,9 +41,9 @@ def restore(ckpt: str, assets: MeshAssets | None = None) -> Restored:
     InputError: for a missing, empty or half-written checkpoint, or a mesh
       that differs from the one the checkpoint was trained on.
   """
-  mngr, workdir, step = checkpoint.open_for_reading(ckpt)
+  mngr, workdir, step = run_folder.open_for_reading(ckpt)
   config, meta = checkpoint.read_config(mngr, step)
-  saved, templates = checkpoint.load_mesh(workdir)
+  saved, templates = run_folder.load_mesh(workdir)
   if assets is None:
     assets = saved
   restored = _restore_onto(mngr, workdir, step, config, meta, assets)
@@ -53,7 +53,7 @@ def restore(ckpt: str, assets: MeshAssets | None = None) -> Restored:
 
 def read_run_config(ckpt: str) -> ml_collections.ConfigDict:
   """The config saved with the checkpoint `ckpt` resolves to."""
-  mngr, _, step = checkpoint.open_for_reading(ckpt)
+  mngr, _, step = run_folder.open_for_reading(ckpt)
   return checkpoint.read_config(mngr, step)[0]
 
 

@@ -17,7 +17,7 @@ from mmtalker_jax.data.pipeline import Batcher, prefetch
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.models.mmtalker import build_model
 from mmtalker_jax.models.speech import setup as speech_setup
-from mmtalker_jax.training import checkpoint, evaluation, report, sharding
+from mmtalker_jax.training import checkpoint, disk_space, evaluation, report, run_folder, sharding
 from mmtalker_jax.training.members import (Member, is_sweep, members_of, stack,
                                            stacked_settings)
 from mmtalker_jax.training.members import sample_key as sample_key_of
@@ -115,7 +115,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   try:
     return _train_and_evaluate(config, workdir)
   except Exception as e:
-    if not checkpoint.is_no_space(e):
+    if not disk_space.is_no_space(e):
       raise
     workdir = os.path.abspath(os.path.expanduser(workdir))
     folders = [run.workdir for run in members_of(config, workdir)]
@@ -200,7 +200,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
       log.truncate_after(start)
       fileio.write_text(os.path.join(run.workdir, "config.json"),
                         run.config.to_json_best_effort(indent=2))
-      checkpoint.save_mesh(run.workdir, corpus.assets,
+      run_folder.save_mesh(run.workdir, corpus.assets,
                            {s: corpus.templates[s] for s in corpus.train_subjects})
       path = os.path.join(run.workdir, "mean_motion.npy")
       if not os.path.isfile(path):
@@ -276,7 +276,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
           log.write(step, v)
     if is_eval:
       # Refuse a save the disk cannot hold before writing any of it.
-      checkpoint.check_space([run.workdir for run in runs], state_bytes)
+      disk_space.check_space([run.workdir for run in runs], state_bytes)
       vals = validate()
       for i, (row, val, log, mngr) in enumerate(zip(rows, vals, logs, mngrs)):
         if proc == 0:
