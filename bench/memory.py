@@ -1,12 +1,12 @@
 """XLA's per-device memory for a config's train and eval steps, compiled for N simulated devices.
 
-  python bench/memory.py --config configs/biwi.py --vertices 23370 [--devices 8] [--json OUT]
-  python bench/memory.py --config configs/vocaset.py --vertices 5023
+  python bench/memory.py --config configs/biwi.py [--devices 8] [--json OUT]
+  python bench/memory.py --config configs/vocaset.py
 
 Nothing runs: the train step (sampled points) and the step with the
 all-vertex loss (every `loss.vertex_every` steps) are compiled for the
 config's global batch at its longest length bucket, on a stand-in face mesh
-of `--vertices` vertices (about 2 faces per vertex, as FLAME and BIWI have),
+of the config's data.num_vertices (or `--vertices`) vertices (about 2 faces per vertex, as FLAME and BIWI have),
 and so are evaluation's three decoder programs (eval.batch_size x the longest
 bucket, every vertex), and XLA's memory analysis is printed per device: arguments, outputs,
 temporaries, and their sum (an upper bound on the peak; donated arguments are
@@ -31,7 +31,8 @@ reexec_with_tcmalloc()  # as train.py/predict.py run (mmtalker_jax/allocator.py)
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--config", required=True)
-  parser.add_argument("--vertices", type=int, default=5023, help="mesh size (BIWI: 23370)")
+  parser.add_argument("--vertices", type=int, default=None,
+                      help="mesh size (default: the config's data.num_vertices, else 5023)")
   parser.add_argument("--devices", type=int, default=8)
   parser.add_argument("--peak-tflops", type=float, default=197.0,
                       help="accelerator peak for the time estimate (TPU v5e bf16: 197)")
@@ -64,7 +65,8 @@ def main():
     speech_setup.apply_architecture(config, SpeechConfig())
   if args.vertex_chunk_frames is not None:
     config.loss.vertex_chunk_frames = args.vertex_chunk_frames
-  assets = build_mesh_assets(*disk_face(args.vertices))
+  vertices = args.vertices or config.data.get("num_vertices") or 5023
+  assets = build_mesh_assets(*disk_face(vertices))
   mesh = sharding.make_mesh()
   model = build_model(config, assets, num_styles=8)
   optimizer = make_optimizer(config.train, speech_setup.frozen_parameters(config.model))

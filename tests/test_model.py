@@ -142,7 +142,7 @@ def test_gcn_aggregation_matches_the_dense_normalized_adjacency():
   d = adj.sum(1)
   dense = adj / np.sqrt(d[:, None] * d[None, :])
   x = np.random.default_rng(0).standard_normal((2, 60, 5)).astype(np.float32)
-  out = normalized_aggregate(g, jnp.asarray(x))
+  out = normalized_aggregate(g, assets.gcn_scale, jnp.asarray(x))
   np.testing.assert_allclose(out, np.einsum("uv,bvc->buc", dense, x), rtol=1e-5, atol=1e-5)
   # Its gradient (a custom rule: the sum over reversed edges) and its vmap (a
   # custom rule: the mapped axis folded into the features), nested as a
@@ -150,7 +150,7 @@ def test_gcn_aggregation_matches_the_dense_normalized_adjacency():
   w = np.random.default_rng(1).standard_normal((3, 2, 60, 5)).astype(np.float32)
   xs = np.stack([x, 2 * x, -x])
   value_and_grad = jax.vmap(jax.value_and_grad(
-      lambda x, w: jnp.sum(jnp.sin(normalized_aggregate(g, x)) * w)))
+      lambda x, w: jnp.sum(jnp.sin(normalized_aggregate(g, assets.gcn_scale, x)) * w)))
   values, grads = jax.jit(value_and_grad)(jnp.asarray(xs), jnp.asarray(w))
   y = np.einsum("uv,mbvc->mbuc", dense, xs)
   np.testing.assert_allclose(values, np.sum(np.sin(y) * w, axis=(1, 2, 3)), rtol=1e-4)

@@ -323,3 +323,39 @@ def test_batch_outputs_are_named_after_inputs_and_collisions_are_refused(tmp_pat
   (tmp_path / "empty").mkdir()
   with pytest.raises(InputError, match="empty: holds no audio files"):
     audio_files(str(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize("chunk", [0, 7])
+def test_the_training_loss_sees_at_every_vertex_what_the_predictor_outputs(run_dir, speech, chunk):
+  """The all-vertex loss, with Predictor's output as its target, is zero (and is not
+  for a target 1e-3 output units away): training and prediction run one forward."""
+  import jax
+
+  from mmtalker_jax.models.sampler import sampler_settings
+  from mmtalker_jax.training.step import compute_losses
+
+  run = restore(str(run_dir))
+  predictor = Predictor(run)
+  audio, _ = sf.read(speech, dtype="float32")
+  style = predictor.styles[-1]
+  template = predictor.template(style) + 1e-3  # not the subject's own neutral face
+  inputs, t = predictor.inputs(audio, style, template)
+  predicted = predictor.animate(audio, style, template=template)  # [T,V,3]
+  vertices = np.repeat(inputs["template"][:, None], inputs["frame_mask"].shape[1], 1)
+  vertices[0, :t] = predicted
+  config = run.config
+  loss_cfg = config.loss.copy_and_resolve_references()
+  loss_cfg.vertex_chunk_frames = chunk
+
+  def vertex_mse(target):
+    _, parts = jax.jit(lambda p, b: compute_losses(
+        p, run.model, b, jax.random.key(0), loss_cfg, int(config.sampler.num_points),
+        sampler_settings(config.sampler), with_vertex_loss=True))(
+            run.params, {**inputs, "vertices": target})
+    return float(parts["vertex_mse"])
+
+  unit = float(config.data.displacement_scale)
+  shifted = vertices.copy()
+  shifted[0, :t] += 1e-3 * unit
+  assert vertex_mse(vertices) < 1e-10
+  np.testing.assert_allclose(vertex_mse(shifted), 3e-6, rtol=1e-2)  # float32 positions

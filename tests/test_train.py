@@ -355,3 +355,48 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained_run, tmp_path
   _one_line_error(proc, "loss is", "stopped without saving", "step 20")
   assert proc.returncode == 3
   assert sorted(os.listdir(workdir / "checkpoints")) == before
+
+
+def _index_work_on_constants(jaxpr, dynamic: list[bool], found: list[str]) -> list[bool]:
+  """Walks a jaxpr (and the jaxprs inside it), collecting gathers and scatters whose
+  inputs are all constants: index work XLA would fold at every compile. Returns which
+  outputs depend on the inputs marked `dynamic`."""
+  from jax.extend import core as jex_core
+
+  is_dyn = {v: d for v, d in zip(jaxpr.invars, dynamic)}
+  dyn = lambda v: not isinstance(v, jex_core.Literal) and is_dyn.get(v, False)  # noqa: E731
+  for eqn in jaxpr.eqns:
+    ins = [dyn(v) for v in eqn.invars]
+    outs = [any(ins)] * len(eqn.outvars)
+    inner = [p for p in eqn.params.values() if hasattr(p, "eqns") or hasattr(p, "jaxpr")]
+    for sub in inner:
+      sub = getattr(sub, "jaxpr", sub)
+      if len(sub.invars) == len(ins):
+        sub_outs = _index_work_on_constants(sub, ins, found)
+        if len(sub_outs) == len(outs):
+          outs = sub_outs
+      else:
+        _index_work_on_constants(sub, [any(ins)] * len(sub.invars), found)
+    name = eqn.primitive.name
+    if ("gather" in name or "scatter" in name) and not any(ins):
+      size = max(int(np.prod(v.aval.shape)) for v in eqn.outvars)
+      found.append(f"{name} -> {size}")
+    for v, d in zip(eqn.outvars, outs):
+      is_dyn[v] = d
+  return [dyn(v) for v in jaxpr.outvars]
+
+
+def test_the_train_step_leaves_no_mesh_sized_index_work_for_xla_to_fold(tiny_config, data_cfg):
+  """Degrees, normalisations and the vertices' own points come from numpy (MeshAssets):
+  no gather or scatter in the step (all-vertex loss included) runs on constants alone."""
+  batch, model, params = tiny_model_and_batch(tiny_config, data_cfg)
+  optimizer = optax.adam(1e-3)
+  state = TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
+  step = lambda s, b: train_step(s, b, jax.random.key(0), sampler_settings(tiny_config.sampler),  # noqa: E731
+                                 model=model, optimizer=optimizer, loss_cfg=tiny_config.loss,
+                                 num_points=32, with_vertex_loss=True)
+  closed = jax.make_jaxpr(step)(state, batch)
+  found = []
+  _index_work_on_constants(closed.jaxpr, [True] * len(closed.jaxpr.invars), found)
+  v = model.assets.num_vertices
+  assert not [f for f in found if int(f.split("-> ")[1]) >= v], found

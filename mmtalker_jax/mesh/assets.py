@@ -12,7 +12,7 @@ import numpy as np
 
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.mesh import io as mesh_io
-from mmtalker_jax.mesh.graph import mesh_graph
+from mmtalker_jax.mesh.graph import gcn_scale, mesh_graph
 from mmtalker_jax.mesh.regions import load_regions
 
 
@@ -29,6 +29,8 @@ class MeshAssets:
       in its lowest-numbered face (`mesh.io.vertex_uv_of`).
     face_areas: [F] float32 surface areas of the reference mesh.
     graph: jraph.GraphsTuple of the edge graph (both directions).
+    gcn_scale: [V] float32 (degree + 1) ** -1/2, the GCN's symmetric
+      normalisation with self loops (`mesh.graph.gcn_scale`).
     regions: {name: [n] int32 vertex indices}, e.g. 'lips', 'eye', 'upper_face'.
     fingerprint: hex digest of the faces and corner UVs (`topology_fingerprint`).
   """
@@ -38,6 +40,7 @@ class MeshAssets:
   vertex_uv: np.ndarray
   face_areas: np.ndarray
   graph: jraph.GraphsTuple
+  gcn_scale: np.ndarray
   regions: Mapping[str, np.ndarray]
   fingerprint: str
 
@@ -118,12 +121,13 @@ def build_mesh_assets(vertices: np.ndarray, faces: np.ndarray,
     raise InputError(source, f"corner UVs have shape {face_uv.shape}, expected "
                      f"({len(faces)}, 3, 2)")
   areas = triangle_areas(vertices, faces)
+  graph = mesh_graph(faces, num_v)
   if areas.sum() <= 0:
     raise InputError(source, "all faces have zero area")
   return MeshAssets(
       vertices=vertices, faces=faces, face_uv=face_uv,
       vertex_uv=mesh_io.vertex_uv_of(faces, face_uv, num_v),
-      face_areas=areas, graph=mesh_graph(faces, num_v),
+      face_areas=areas, graph=graph, gcn_scale=gcn_scale(graph, num_v),
       regions={k: np.asarray(v, np.int32) for k, v in (regions or {}).items()},
       fingerprint=topology_fingerprint(faces, face_uv))
 

@@ -35,6 +35,12 @@ def mesh_graph(faces: np.ndarray, num_vertices: int) -> jraph.GraphsTuple:
       n_edge=np.array([len(senders)], np.int32))
 
 
+def gcn_scale(graph: jraph.GraphsTuple, num_vertices: int) -> np.ndarray:
+  """[V] float32 (degree + 1) ** -1/2: the symmetric GCN normalisation with self loops."""
+  degree = np.bincount(np.asarray(graph.receivers), minlength=num_vertices) + 1
+  return (1.0 / np.sqrt(degree)).astype(np.float32)
+
+
 def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
   """Closed loops of boundary vertices (edges used by exactly one face).
 

@@ -79,8 +79,8 @@ class MMTalker(nn.Module):
     self.face_logits = self.param("face_logits", lambda _: jnp.asarray(
         area_logits(assets.face_areas)))  # [F]
     self.audio_encoder = self._audio_encoder()
-    self.gcn = ResidualGCN(assets.graph, assets.vertex_uv, self.width, self.gcn_blocks,
-                           self.uv_frequencies)
+    self.gcn = ResidualGCN(assets.graph, assets.gcn_scale, assets.vertex_uv, self.width,
+                           self.gcn_blocks, self.uv_frequencies)
     self.pool = GeometryPooling(self.geometry_tokens)
     self.style_embedding = nn.Embed(self.num_styles, self.width)
     self.fusion = DualCrossAttention(self.num_heads, self.attention_window, self.attention_block,
@@ -138,7 +138,7 @@ class MMTalker(nn.Module):
       [B,K,3], the neutral face at the points.
     """
     faces = self.assets.faces
-    uv = interpolate_corners(jnp.asarray(self.assets.face_uv), face_ids, bary)  # [(B,)K,2]
+    uv = interpolate_corners(self.assets.face_uv, face_ids, bary)  # [(B,)K,2]
     point_geometry = interpolate(encoded["geometry"], faces, face_ids, bary)  # [B,K,D]
     points = self.regressor.encode_points(fourier_features(uv, self.uv_frequencies),
                                           point_geometry, encoded["tokens"])
@@ -180,36 +180,43 @@ class MMTalker(nn.Module):
       return draw(key)
     return jax.vmap(lambda r: draw(jax.random.fold_in(key, r)))(jnp.arange(rows))
 
+  def surface_points(self, points: Any = VERTICES, num_points: int | None = None,
+                     sampler: SamplerSettings | None = None, rows: int = 0) -> SurfaceSample:
+    """Where to predict: VERTICES (every vertex), a (face_ids [K], bary [K,3])
+    pair, or None to draw `num_points` points with `sampler`'s settings
+    (`sample_points`, with its `rows`). Given points weigh 1 and have log p 0."""
+    if points is None:
+      return self.sample_points(num_points, sampler, rows)
+    face_ids, bary = self.assets.vertex_points() if _is_vertices(points) else points
+    k = jnp.shape(face_ids)
+    return SurfaceSample(face_ids, bary, jnp.ones(k, jnp.float32), jnp.zeros(k, jnp.float32))
+
   def __call__(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
                frame_mask: jnp.ndarray, points: Any = VERTICES,
-               num_points: int | None = None,
-               sampler: SamplerSettings | None = None) -> tuple[jnp.ndarray, dict]:
-    """Predicts displacements (`encode` then `decode`).
+               num_points: int | None = None, sampler: SamplerSettings | None = None,
+               rows: int = 0) -> tuple[jnp.ndarray, dict]:
+    """The forward pass: `encode`, the points (`surface_points`), `decode`.
+
+    Training (the sampled-point loss), evaluation and prediction all run
+    these same methods; prediction runs `decode` in chunks of frames
+    (inference/decoder.py).
 
     Args:
       audio, template, style, frame_mask: as in `encode`.
-      points: where to predict: VERTICES (every vertex), a (face_ids [K],
-        bary [K,3]) pair, or None to draw `num_points` points with `sampler`'s
-        settings (needs the 'sample' RNG stream).
-      num_points, sampler: K and the settings, when sampling.
+      points, num_points, sampler, rows: as in `surface_points`.
 
     Returns:
       displacements [B,T,K,3] (K = V for VERTICES), and aux with
-      'face_ids' [K], 'bary' [K,3], 'weights' [K] (importance weights p_area/p;
-      ones unless sampled), 'log_p' [K] (log p of each point's face, zeros
-      unless sampled) and 'template' [B,K,3] (the neutral face at the points).
+      'face_ids' [K] ([B,K] with rows), 'bary' [K,3], 'weights' [K] (importance
+      weights p_area/p), 'log_p' [K] (log p of each point's face),
+      'template' [B,K,3] (the neutral face at the points) and 'encoded'
+      (`encode`'s output, for decoding at other points without encoding again).
     """
-    if points is None:
-      sample = self.sample_points(num_points, sampler)
-    else:
-      face_ids, bary = self.assets.vertex_points() if _is_vertices(points) else points
-      k = jnp.shape(face_ids)
-      sample = SurfaceSample(jnp.asarray(face_ids), jnp.asarray(bary),
-                             jnp.ones(k, jnp.float32), jnp.zeros(k, jnp.float32))
+    sample = self.surface_points(points, num_points, sampler, rows)
     encoded = self.encode(audio, template, style, frame_mask)
     displacements, at_points = self.decode(encoded, sample.face_ids, sample.bary, frame_mask)
     aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
-           "log_p": sample.log_p, "template": at_points}
+           "log_p": sample.log_p, "template": at_points, "encoded": encoded}
     return displacements, aux
 
 

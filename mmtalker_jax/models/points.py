@@ -1,4 +1,10 @@
-"""Surface points: (face id, barycentric) pairs and what lives at them."""
+"""Surface points: (face id, barycentric) pairs and what lives at them.
+
+Fixed points (every vertex) come as numpy arrays, and then the index work on
+the topology (which corners, which UVs) is done here in numpy, once per
+trace: inside the step it would be a gather over constants that XLA folds at
+every compile.
+"""
 
 from __future__ import annotations
 
@@ -23,9 +29,9 @@ def interpolate(values: jnp.ndarray, faces: np.ndarray, face_ids: jnp.ndarray,
   """
   if face_ids.ndim == 2:
     return jax.vmap(lambda v, f, w: interpolate(v, faces, f, w))(values, face_ids, bary)
-  corners = jnp.asarray(faces)[face_ids]  # [K,3]
+  corners = _rows(faces, face_ids)  # [K,3]
   gathered = jnp.take(values, corners, axis=-2)  # [..., K, 3, C]
-  return jnp.einsum("...kjc,kj->...kc", gathered, bary.astype(values.dtype))
+  return jnp.einsum("...kjc,kj->...kc", gathered, jnp.asarray(bary).astype(values.dtype))
 
 
 def interpolate_corners(corner_values: jnp.ndarray, face_ids: jnp.ndarray,
@@ -40,8 +46,15 @@ def interpolate_corners(corner_values: jnp.ndarray, face_ids: jnp.ndarray,
   Returns:
     [..., K,C].
   """
-  return jnp.einsum("...kjc,...kj->...kc", corner_values[face_ids],
-                    bary.astype(corner_values.dtype))
+  return jnp.einsum("...kjc,...kj->...kc", _rows(corner_values, face_ids),
+                    jnp.asarray(bary).astype(corner_values.dtype))
+
+
+def _rows(table: np.ndarray, ids) -> jnp.ndarray:
+  """table[ids]: in numpy for fixed (numpy) ids, else a gather in the program."""
+  if isinstance(ids, np.ndarray):
+    return np.asarray(table)[ids]
+  return jnp.asarray(table)[ids]
 
 
 def fourier_features(uv: jnp.ndarray, num_frequencies: int) -> jnp.ndarray:

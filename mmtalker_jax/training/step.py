@@ -10,7 +10,7 @@ import ml_collections
 import optax
 
 from mmtalker_jax import losses
-from mmtalker_jax.models.mmtalker import MMTalker
+from mmtalker_jax.models.mmtalker import INPUTS, MMTalker
 from mmtalker_jax.models.points import interpolate
 from mmtalker_jax.models.sampler import SamplerSettings
 from mmtalker_jax.training.state import TrainState
@@ -36,15 +36,11 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   Returns:
     (total loss, {'loss', 'point_mse', 'velocity'[, 'vertex_mse']}).
   """
-  apply = functools.partial(model.apply, {"params": params})
   mask = batch["frame_mask"]
-  # Encoded once: the sampled-point loss and the all-vertex loss both decode it.
-  encoded = apply(batch["audio"], batch["template"], batch["style"], mask, method=model.encode)
   rows = mask.shape[0] if points_per_row else 0
-  sample = apply(num_points, sampler, rows, method=model.sample_points, rngs={"sample": key})
-  disp, at_points = apply(encoded, sample.face_ids, sample.bary, mask, method=model.decode)
-  aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
-         "log_p": sample.log_p, "template": at_points}
+  disp, aux = model.apply({"params": params}, *(batch[k] for k in INPUTS), points=None,
+                          num_points=num_points, sampler=sampler, rows=rows,
+                          rngs={"sample": key})
   target = interpolate(batch["vertices"], model.assets.faces, aux["face_ids"], aux["bary"])
   target = target - aux["template"][:, None]
   unit = 1.0 / model.displacement_scale
@@ -58,7 +54,8 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   total = total + loss_cfg.point_weight * losses.density_surrogate(
       pred, target, aux["weights"], aux["log_p"], mask, point_mask)
   if with_vertex_loss:
-    parts["vertex_mse"] = vertex_mse(params, model, encoded, batch, unit,
+    # Encoded once: the all-vertex loss decodes the same encoding at every vertex.
+    parts["vertex_mse"] = vertex_mse(params, model, aux["encoded"], batch, unit,
                                      int(loss_cfg.get("vertex_chunk_frames", 0)))
     total = total + loss_cfg.vertex_weight * parts["vertex_mse"]
   parts["loss"] = total
@@ -81,9 +78,9 @@ def vertex_mse(params, model: MMTalker, encoded: dict, batch: dict, unit: float,
   apply = functools.partial(model.apply, {"params": params})
   face_ids, bary = model.assets.vertex_points()
   if chunk <= 0 or chunk >= t:
-    full, _ = apply(encoded, jnp.asarray(face_ids), jnp.asarray(bary), mask, method=model.decode)
+    full, _ = apply(encoded, face_ids, bary, mask, method=model.decode)
     return losses.vertex_mse(full * unit, truth, mask)
-  points = apply(encoded, jnp.asarray(face_ids), jnp.asarray(bary), method=model.encode_points)
+  points = apply(encoded, face_ids, bary, method=model.encode_points)
   n = -(-t // chunk)
 
   def chunks(x):  # [B,T,...] -> [n,B,chunk,...], zero-padded past T
