@@ -45,6 +45,7 @@ def run():
   import jax
   from mmtalker_jax.data.corpus import Corpus
   from mmtalker_jax.errors import InputError
+  from mmtalker_jax.inference.decoder import decode_budget
   from mmtalker_jax.inference.predictor import Predictor
   from mmtalker_jax.training import evaluation, report, restore
   from mmtalker_jax.training.writers import SequenceWriter
@@ -75,7 +76,7 @@ def run():
     what = f"{_SPLIT.value} split of {corpus.root} joined into {_LONG.value:g} s sequences"
   else:
     batcher = split_batcher(corpus, config)
-    decoder = evaluation.make_decoder(run_.model, config.decode.chunk_frames)
+    decoder = evaluation.make_decoder(run_.model, decode_budget(config))
     result = evaluation.evaluate(decoder, run_.params, batcher, run_.mesh, mean_motion, writer)
     what = f"{_SPLIT.value} split of {corpus.root}"
   if not lead:
@@ -94,6 +95,7 @@ def run_sweep(lead: bool):
   """One row per member of the sweep at --ckpt, beside the two baselines."""
   from mmtalker_jax.data.corpus import Corpus
   from mmtalker_jax.errors import InputError
+  from mmtalker_jax.inference.decoder import decode_budget
   from mmtalker_jax.training import evaluation, report, restore
 
   for flag, value in (("--long", _LONG.value), ("--save-pred", _SAVE_PRED.value),
@@ -112,7 +114,7 @@ def run_sweep(lead: bool):
   if mean_motion is None:
     mean_motion = evaluation.mean_training_motion(corpus)
   batcher = split_batcher(corpus, config)
-  decoder = evaluation.make_decoder(first.model, config.decode.chunk_frames)
+  decoder = evaluation.make_decoder(first.model, decode_budget(config))
   result = evaluation.evaluate_rows(decoder, {n: r.params for n, r in runs.items()}, batcher,
                                     first.mesh, mean_motion)
   if not lead:

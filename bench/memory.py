@@ -123,7 +123,7 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
 
   Evaluation (and predict.py) runs `ChunkedDecoder`: encode the batch, compute
   the per-point features of every vertex, then the regressor over chunks of
-  decode.chunk_frames frames. The figure returned is the largest program, the
+  frames sized from decode.chunk_mib. The figure returned is the largest program, the
   chunk program counted with the encoder outputs it does not take but that
   stay resident while it runs.
   """
@@ -134,6 +134,7 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
   from mmtalker_jax.data import audio as audio_lib
   from mmtalker_jax.models.mmtalker import INPUTS
   from mmtalker_jax.training import sharding
+  from mmtalker_jax.inference.decoder import decode_budget
   from mmtalker_jax.training.evaluation import make_decoder
 
   b, t = int(config.eval.batch_size), max(config.data.bucket_frames)
@@ -145,7 +146,8 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
             "template": ((b, v, 3), np.float32), "frame_mask": ((b, t), np.float32),
             "style": ((b,), np.int32)}
   inputs = {k: jax.ShapeDtypeStruct(s, d, sharding=data) for k, (s, d) in shapes.items()}
-  decoder = make_decoder(model, int(config.decode.chunk_frames))
+  decoder = make_decoder(model, decode_budget(config))
+  chunk = decoder.chunk_frames(b, v)
   face_ids, bary = (jax.ShapeDtypeStruct(np.shape(a), np.asarray(a).dtype, sharding=rep)
                     for a in assets.vertex_points())
 
@@ -159,9 +161,9 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
   at_points = abstract(points)
   start = jax.ShapeDtypeStruct((), np.int32)
   frames = decoder._frames.lower(params, at_points, encoded["motion"], inputs["frame_mask"],
-                                 start).compile()
-  print(f"eval: batch {b} x {t} frames, all {v} vertices, chunks of "
-        f"{config.decode.chunk_frames} frames")
+                                 start, chunk=chunk).compile()
+  print(f"eval: batch {b} x {t} frames, all {v} vertices, chunks of {chunk} frames "
+        f"({decode_budget(config):g} MiB budget)")
   sizes = {name: report(f"eval_{name}", c, args.peak_tflops)[0]
            for name, c in (("encode", encode), ("points", points), ("frames", frames))}
   def per_device(tree):

@@ -24,7 +24,6 @@
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,8 @@ sys.path.insert(0, ROOT)
 from mmtalker_jax.allocator import reexec_with_tcmalloc  # noqa: E402
 
 reexec_with_tcmalloc()  # as train.py/predict.py run (mmtalker_jax/allocator.py)
+
+from bench.runs import run_measured  # noqa: E402
 
 
 def cost(jitted, *args) -> tuple[float, float]:
@@ -191,13 +192,11 @@ def bench_step(config_path: str, num_batches: int) -> None:
         f"{sum(r[3] for r in singles)}")
 
 
-def run_train(args: list[str]) -> float:
-  start = time.perf_counter()
-  proc = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True,
-                        text=True)
-  if proc.returncode:
-    sys.exit(f"train.py {' '.join(args)} failed:\n{proc.stderr[-2000:]}")
-  return time.perf_counter() - start
+def run_train(args: list[str], peaks: list[float]) -> float:
+  """train.py's wall time; its peak RSS (GiB) is appended to `peaks`."""
+  wall, peak, _ = run_measured([sys.executable, "train.py", *args], ROOT)
+  peaks.append(peak)
+  return wall
 
 
 def bench_wall(config_path: str, steps: int) -> None:
@@ -215,21 +214,26 @@ def bench_wall(config_path: str, steps: int) -> None:
     # members sharing one (a member reuses what an earlier one compiled, e.g.
     # the evaluation). The sweep runs halfway through the members, so a
     # machine that drifts faster or slower weighs on both sides alike.
+    member_peaks, sweep_peak = [], []
+
     def member(run) -> float:
       flags = [f"--config.sampler.{k}={v}" for k, v in run.config.sampler.items()]
       return run_train(["--config", base, "--workdir", os.path.join(tmp, run.name),
-                        "--compile_cache", os.path.join(tmp, "cache_members"), *common, *flags])
+                        "--compile_cache", os.path.join(tmp, "cache_members"), *common, *flags],
+                       member_peaks)
 
     half = len(runs) // 2
     single = [member(run) for run in runs[:half]]
     sweep = run_train(["--config", config_path, "--workdir", os.path.join(tmp, "sweep"),
-                       "--compile_cache", os.path.join(tmp, "cache_sweep"), *common])
+                       "--compile_cache", os.path.join(tmp, "cache_sweep"), *common], sweep_peak)
     single += [member(run) for run in runs[half:]]
   print(f"{steps}-step train.py wall (process start to exit, one evaluation at the end):")
   print(f"  sweep as one program        {sweep:7.1f} s")
   print(f"  members one after another   {sum(single):7.1f} s  ("
         + " + ".join(f"{s:.1f}" for s in single) + ")")
   print(f"  ratio                       {sweep / sum(single):7.3f}x")
+  print(f"peak RSS: the sweep {sweep_peak[0]:.2f} GiB; the members "
+        + ", ".join(f"{p:.2f}" for p in member_peaks) + " GiB")
 
 
 def main():

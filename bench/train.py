@@ -3,6 +3,7 @@
   python bench/train.py [--config configs/default.py] [--steps 60] [--devices N]
                         [--set train.points_per_row=False ...]
   python bench/train.py --processes 2 [--devices 4]
+  python bench/train.py --whole 400 [--config configs/default.py] [--set ...]
 
 Runs the real jitted, sharded train step on the config's corpus (generated if
 missing). The first batch of every length bucket is timed as its compile; the
@@ -13,12 +14,18 @@ With --processes P, the same steps run twice, as 1 process x D devices and as
 P processes x D/P devices joined on loopback (D = --devices, default 4; each
 process feeds its rows of every global batch), and it prints mesh frames/s
 for both: what the cross-process collectives cost on this machine.
+
+Every mode prints the peak resident memory (RSS) of the process that trained.
+With --whole N, `train.py` itself runs N steps (with an evaluation at the end
+and the all-vertex loss on its schedule) in a fresh workdir, and its wall time
+and peak RSS are printed: what a user's run holds in memory.
 """
 
 import argparse
 import ast
 import json
 import os
+import resource
 import socket
 import subprocess
 import sys
@@ -29,6 +36,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mmtalker_jax.allocator import reexec_with_tcmalloc  # noqa: E402
 
 reexec_with_tcmalloc()  # as train.py/predict.py run (mmtalker_jax/allocator.py)
+
+from bench.runs import run_measured  # noqa: E402
 
 
 def main():
@@ -42,9 +51,13 @@ def main():
                       help="simulate this many CPU devices (0: the real ones)")
   parser.add_argument("--processes", type=int, default=1,
                       help="compare 1 process with this many on loopback")
+  parser.add_argument("--whole", type=int, default=0, metavar="N",
+                      help="run train.py for N steps and report its wall time and peak RSS")
   parser.add_argument("--join", default=None, help=argparse.SUPPRESS)  # ADDRESS,N,I (a child)
   parser.add_argument("--json", action="store_true", help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.whole:
+    return whole_run(args)
   if args.processes > 1:
     return compare_processes(args)
   if args.devices:
@@ -119,6 +132,29 @@ def main():
         f"over {len(steady)} steps")
   print(f"compilations       {compiles} for {len(seen)} buckets seen "
         f"({'ok: at most one per bucket' if compiles <= len(seen) else 'RECOMPILED'})")
+  print(f"peak RSS           {peak_rss_gib():.2f} GiB (this process)")
+
+
+def peak_rss_gib() -> float:
+  """Peak resident memory of this process."""
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+def whole_run(args) -> None:
+  """train.py for --whole steps, evaluating at the end, in a fresh workdir."""
+  import tempfile
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  with tempfile.TemporaryDirectory(prefix="mmtalker_bench_") as tmp:
+    cmd = [sys.executable, os.path.join(root, "train.py"), "--config", args.config,
+           "--workdir", os.path.join(tmp, "run"), f"--config.train.num_steps={args.whole}",
+           f"--config.train.eval_every={args.whole}",
+           *(f"--config.{item}" for item in args.set)]
+    wall, peak, _ = run_measured(cmd, root)
+  print(f"config             {args.config} {' '.join(args.set)}: train.py, {args.whole} steps "
+        f"and an evaluation")
+  print(f"wall               {wall:.1f} s, process start to exit")
+  print(f"peak RSS           {peak:.2f} GiB (train.py)")
 
 
 def compare_processes(args) -> None:

@@ -114,10 +114,11 @@ def get_config() -> ml_collections.ConfigDict:
       warmup_steps=100, end_lr_factor=0.05, weight_decay=1e-4, grad_clip=1.0,
       log_every=50, eval_every=400, keep_checkpoints=2, prefetch=2, points_per_row=True))
   config.eval = ml_collections.ConfigDict(dict(batch_size=4, render_sequences=3))
-  # Decoding whole sequences (evaluation and predict.py): frames per regressor
-  # call, and the multiple predict.py pads inputs to (each padded length
-  # compiles once).
-  config.decode = ml_collections.ConfigDict(dict(chunk_frames=64, length_bucket=64))
+  # Decoding whole sequences (evaluation and predict.py): the memory budget of
+  # one regressor call (its frame count follows from batch, points and width:
+  # inference/decoder.py), and the multiple predict.py pads inputs to (each
+  # padded length compiles once).
+  config.decode = ml_collections.ConfigDict(dict(chunk_mib=256.0, length_bucket=64))
   # The plain all-vertex MSE joins every `vertex_every` steps (0: never). It costs
   # V/K times a sampled step and a second compile per bucket, so the CPU default
   # leaves it off; the accelerator configs turn it on.

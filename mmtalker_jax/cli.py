@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging as std_logging
+import re
 import sys
 import warnings
 from typing import Callable
@@ -27,10 +28,28 @@ def parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     message = str(e).splitlines()[0]
   except (AttributeError, KeyError, TypeError, ValueError) as e:
-    overrides = " ".join(a for a in argv[1:] if a.startswith("--config."))
-    message = f"unknown config field or bad value in {overrides}: {e}"
+    message = override_error(argv, e)
   print(f"error: {message}", file=sys.stderr)
   raise SystemExit(2)
+
+
+def override_error(argv: list[str], error: Exception) -> str:
+  """One line naming the --config.FIELD override at fault, with ml_collections'
+  suggestion when it has one ('Did you mean "num_steps" instead of "num_stepz"?')."""
+  text = str(error.args[0]) if error.args else str(error)
+  # Some paths hand over the message as its repr: undo the escapes.
+  text = text.replace("\\n", "\n").replace("\\'", "'")
+  lines = [line.strip().strip("'\"") for line in text.splitlines() if line.strip()]
+  missing = lines[0] if lines else ""
+  suggestion = re.search(r'Did you mean "([^"]+)"', text)
+  overrides = [a for a in argv[1:] if a.startswith("--config.")]
+  culprit = next((a for a in overrides
+                  if missing in a.split("=", 1)[0].removeprefix("--config.").split(".")), None)
+  if culprit is None:
+    return f"bad config override in {' '.join(overrides)}: {missing or type(error).__name__}"
+  field = culprit.split("=", 1)[0]
+  hint = f" (did you mean {suggestion.group(1)!r}?)" if suggestion else ""
+  return f"{field}: the config has no field {missing!r}{hint}"
 
 
 def run_app(run: Callable[..., object], rest_args: bool = False) -> None:

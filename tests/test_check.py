@@ -207,3 +207,20 @@ def test_a_template_of_another_size_than_the_config_states_is_one_line(tmp_path,
       f"{root}/face_template.obj: has 6000 vertices, but the config expects 6172 "
       "(data.num_vertices): a different template than the config describes"]
   assert err.strip() == f"1 problem(s) found in {root}"
+
+
+def test_the_preview_draws_any_corpus_its_config_describes(tmp_path, tiny_corpus_root):
+  from PIL import Image
+
+  from mmtalker_jax.viz.preview import write_corpus_preview
+
+  root = str(tmp_path / "multiface")
+  _multiface_layout(root, 6172)
+  for corpus, config in ((root, os.path.join(ROOT, "configs/multiface.py")),
+                         (tiny_corpus_root, None)):
+    path = write_corpus_preview(corpus, str(tmp_path / "p.png"), config=config)
+    image = np.asarray(Image.open(path).convert("RGB"), np.float32)
+    assert image.shape == (384, 768, 3)
+    left = image[:, :384]
+    # The regions are painted: lips red, so some pixels are far redder than grey.
+    assert ((left[..., 0] - left[..., 2]) > 80).sum() > 50

@@ -191,3 +191,47 @@ def test_region_index_out_of_range_names_the_file(tmp_path):
   (tmp_path / "fdd.txt").write_text("1,2,99")
   with pytest.raises(InputError, match=r"fdd.txt: region 'upper' index 99 is out of range"):
     load_regions(tmp_path, {"upper": ["fdd.txt"]}, num_vertices=50)
+
+
+def test_written_objs_keep_the_template_files_own_vt_order(tmp_path):
+  """A template whose vt are in no particular order (FLAME's 5118 are not vertex
+  order) is written back, per frame and in the run folder, with the same vt
+  lines and the same vt at every corner."""
+  from mmtalker_jax.inference.export import write_obj_frames
+  from mmtalker_jax.training.run_folder import load_mesh, save_mesh
+
+  verts, faces = disk_mesh(120)
+  face_uv, _ = seamed_atlas(verts, faces)
+  path = tmp_path / "template.obj"
+  mesh_io.write_obj(path, verts, faces, face_uv)
+  lines = path.read_text().splitlines()
+  vt = [line for line in lines if line.startswith("vt ")]
+  order = np.random.default_rng(0).permutation(len(vt))  # file line -> new position
+  where = {old: new for new, old in enumerate(order)}
+  shuffled = [vt[i] for i in order]
+
+  def renumber(line):
+    refs = [r.split("/") for r in line.split()[1:]]
+    return "f " + " ".join(f"{v}/{where[int(t) - 1] + 1}" for v, t in refs)
+
+  faces_txt = [renumber(line) for line in lines if line.startswith("f ")]
+  path.write_text("\n".join([line for line in lines if line.startswith("v ")] + shuffled
+                            + faces_txt) + "\n")
+  assets = load_mesh_assets(path)
+  np.testing.assert_allclose(assets.face_uv, face_uv, atol=1e-6)
+
+  def written(obj):
+    text = obj.read_text().splitlines()
+    return ([line for line in text if line.startswith("vt ")],
+            [" ".join(r.split("/")[1] for r in line.split()[1:]) for line in text
+             if line.startswith("f ")])
+
+  expected = (shuffled, [" ".join(r.split("/")[1] for r in line.split()[1:])
+                         for line in faces_txt])
+  write_obj_frames(str(tmp_path / "frames"), verts[None] + 0.01, assets.faces, assets.face_uv,
+                   assets.uv_layout)
+  assert written(tmp_path / "frames" / "frame_000000.obj") == expected
+  save_mesh(str(tmp_path / "run"), assets, {"S": assets.vertices})
+  assert written(tmp_path / "run" / "mesh" / "template.obj") == expected
+  again, _ = load_mesh(str(tmp_path / "run"))
+  assert again.fingerprint == assets.fingerprint

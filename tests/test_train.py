@@ -343,6 +343,10 @@ def test_unknown_config_field_is_one_line(tmp_path, tiny_corpus_root):
   proc = cli("train.py", *train_args(tmp_path / "w", tiny_corpus_root), "--config.train.nonsense=3")
   _one_line_error(proc, "nonsense")
   assert not (tmp_path / "w").exists()
+  proc = cli("train.py", *train_args(tmp_path / "w", tiny_corpus_root), "--config.train.num_stepz=5")
+  assert proc.returncode == 2 and proc.stderr.strip() == (
+      "error: --config.train.num_stepz: the config has no field 'num_stepz' "
+      "(did you mean 'num_steps'?)"), proc.stderr
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(trained_run, tmp_path, tiny_corpus_root):

@@ -109,7 +109,10 @@ def animate_all(predictor: Predictor, sources: list[str], outputs: list[dict],
           export.check_writable(path, is_dir=True)
           if faces_uv is None:
             faces_uv = sub.corner_values(predictor.model.assets.face_uv)
-          export.write_obj_frames(path, frames, sub.faces, faces_uv)
+          # The template file's own vt order, unless subdivision made new faces.
+          layout = predictor.model.assets.uv_layout if len(sub.faces) == len(
+              predictor.model.assets.faces) else None
+          export.write_obj_frames(path, frames, sub.faces, faces_uv, layout)
         else:
           export.write_video(path, frames, sub.faces, predictor.fps, audio, sr)
         written.append(path)

@@ -3,9 +3,10 @@
 Evaluation, `evaluate.py --save-pred/--render` and `predict.py` all call
 `ChunkedDecoder`. A batch is encoded in one call (time and memory linear in
 its length: every attention is local), the per-point features are computed
-once, and the per-frame regressor runs over chunks of `chunk_frames` frames,
-so [B,T,K,H] activations are never held at once. Frames do not interact in
-the regressor: chunking changes nothing in the result.
+once, and the per-frame regressor runs over chunks of frames sized from a
+memory budget (`config.decode.chunk_mib`), so [B,T,K,H] activations are never
+held at once, whatever the batch and mesh size. Frames do not interact in the
+regressor: chunking changes nothing in the result.
 """
 
 from __future__ import annotations
@@ -19,28 +20,47 @@ import numpy as np
 from mmtalker_jax.models.mmtalker import INPUTS, MMTalker
 
 
+# Regressor activations alive at once per [B,K,H] frame: measured with
+# bench/memory.py (XLA's temporaries of a chunk are about 1.9x its hidden array).
+_LIVE_COPIES = 2
+
+
+def frames_per_chunk(batch: int, points: int, hidden: int, budget_mib: float) -> int:
+  """Frames per regressor call whose activations fit `budget_mib` MiB (at least one).
+
+  A frame holds about _LIVE_COPIES arrays of [batch, points, hidden] float32.
+  """
+  per_frame = batch * points * hidden * 4 * _LIVE_COPIES
+  return max(1, int(budget_mib * 2**20 // per_frame))
+
+
+def decode_budget(config) -> float:
+  """config.decode.chunk_mib; runs saved before it existed get the default's 256."""
+  return float(config.decode.get("chunk_mib", 256.0))
+
+
 class ChunkedDecoder:
   """(params, inputs) -> vertices [B,T,K,3] = template + displacement, on the host.
 
   Args:
     model: the network.
-    chunk_frames: frames per regressor call (one compiled chunk shape).
+    chunk_mib: the memory budget of one regressor call; its frame count
+      follows from the batch, the points and the regressor's width
+      (`frames_per_chunk`), one compiled chunk shape per batch and point count.
     to_host: turns a (possibly sharded, multi-host) device array into numpy;
       default np.asarray.
   """
 
-  def __init__(self, model: MMTalker, chunk_frames: int,
+  def __init__(self, model: MMTalker, chunk_mib: float,
                to_host: Callable[[jax.Array], np.ndarray] = np.asarray):
     self.model = model
-    self.chunk = int(chunk_frames)
+    self.chunk_mib = float(chunk_mib)
     self.to_host = to_host
     self._encode = jax.jit(lambda p, *x: model.apply({"params": p}, *x, method=model.encode))
     self._points = jax.jit(lambda p, enc, f, b: model.apply(
         {"params": p}, enc, f, b, method=model.encode_points))
 
-    chunk = self.chunk
-
-    def frames(p, pts, motion, mask, start):
+    def frames(p, pts, motion, mask, start, chunk):
       """Vertices of frames [start, start + chunk) (past T: padding)."""
       pad = (0, chunk)
       m = jax.lax.dynamic_slice_in_dim(jnp.pad(motion, ((0, 0), pad, (0, 0))), start, chunk, 1)
@@ -48,7 +68,7 @@ class ChunkedDecoder:
       disp = model.apply({"params": p}, pts, m, k, method=model.decode_frames)
       return pts["template"][:, None] + disp
 
-    self._frames = jax.jit(frames)
+    self._frames = jax.jit(frames, static_argnames="chunk")
 
   def __call__(self, params, inputs: dict, points: tuple[np.ndarray, np.ndarray] | None = None,
                num_frames: int | None = None) -> np.ndarray:
@@ -72,9 +92,14 @@ class ChunkedDecoder:
     b, t = np.shape(inputs["frame_mask"])
     t_out = t if num_frames is None else min(int(num_frames), t)
     out = np.empty((b, t_out, len(points[0]), 3), np.float32)
-    for c0 in range(0, t_out, self.chunk):
-      c1 = min(c0 + self.chunk, t_out)
+    size = self.chunk_frames(b, len(points[0]))
+    for c0 in range(0, t_out, size):
+      c1 = min(c0 + size, t_out)
       chunk = self._frames(params, at_points, encoded["motion"], inputs["frame_mask"],
-                           np.int32(c0))
+                           np.int32(c0), chunk=size)
       out[:, c0:c1] = self.to_host(chunk)[:, :c1 - c0]
     return out
+
+  def chunk_frames(self, batch: int, points: int) -> int:
+    """Frames per regressor call for `batch` rows at `points` points."""
+    return frames_per_chunk(batch, points, int(self.model.regressor_hidden), self.chunk_mib)

@@ -56,8 +56,10 @@ def write_npy(path: str, frames: np.ndarray) -> None:
 
 
 def write_obj_frames(folder: str, frames: np.ndarray, faces: np.ndarray,
-                     face_uv: np.ndarray) -> None:
-  """frame_000000.obj ... one per frame, the template's topology and corner UVs [F,3,2]."""
+                     face_uv: np.ndarray,
+                     uv_layout: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+  """frame_000000.obj ... one per frame, the template's topology and corner UVs [F,3,2]
+  (written in the template file's own `vt` order when `uv_layout` is given)."""
   folder = os.path.abspath(folder)
   parent = os.path.dirname(folder)
   os.makedirs(parent, exist_ok=True)
@@ -65,7 +67,7 @@ def write_obj_frames(folder: str, frames: np.ndarray, faces: np.ndarray,
   try:
     for t, verts in enumerate(frames):
       with open(os.path.join(tmp, f"frame_{t:06d}.obj"), "w", encoding="utf-8") as f:
-        f.write(mesh_io.obj_text(verts, faces, face_uv))
+        f.write(mesh_io.obj_text(verts, faces, face_uv, uv_layout))
     if os.path.isdir(folder):
       os.rmdir(folder)  # empty, as check_writable made sure
     os.replace(tmp, folder)

@@ -15,7 +15,7 @@ import numpy as np
 from mmtalker_jax import alignment
 from mmtalker_jax.data import audio as audio_lib
 from mmtalker_jax.errors import InputError
-from mmtalker_jax.inference.decoder import ChunkedDecoder
+from mmtalker_jax.inference.decoder import ChunkedDecoder, decode_budget
 from mmtalker_jax.training.restore import Restored
 
 
@@ -37,12 +37,12 @@ class Predictor:
 
   Args:
     run: the restored checkpoint (with its templates).
-    chunk_frames: frames per regressor call (default: config.decode's).
+    chunk_mib: memory budget of one regressor call (default: config.decode's).
     length_bucket: encoder inputs are padded to a multiple of this many frames
       (default: config.decode's).
   """
 
-  def __init__(self, run: Restored, chunk_frames: int | None = None,
+  def __init__(self, run: Restored, chunk_mib: float | None = None,
                length_bucket: int | None = None):
     settings = run.config.decode
     self.run = run
@@ -50,7 +50,7 @@ class Predictor:
     self.bucket = int(length_bucket or settings.length_bucket)
     self.features = dict(run.config.data.features)
     self.fps = float(run.config.data.fps)
-    self.decoder = ChunkedDecoder(self.model, int(chunk_frames or settings.chunk_frames))
+    self.decoder = ChunkedDecoder(self.model, float(chunk_mib or decode_budget(run.config)))
 
   @property
   def styles(self) -> list[str]:

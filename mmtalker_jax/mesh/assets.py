@@ -33,6 +33,9 @@ class MeshAssets:
       normalisation with self loops (`mesh.graph.gcn_scale`).
     regions: {name: [n] int32 vertex indices}, e.g. 'lips', 'eye', 'upper_face'.
     fingerprint: hex digest of the faces and corner UVs (`topology_fingerprint`).
+    uv_layout: the template OBJ's own `vt` table and corner indices
+      (`RawMesh.uv_layout`), kept so written OBJs keep the file's `vt` order;
+      None when the file had none.
   """
   vertices: np.ndarray
   faces: np.ndarray
@@ -43,6 +46,7 @@ class MeshAssets:
   gcn_scale: np.ndarray
   regions: Mapping[str, np.ndarray]
   fingerprint: str
+  uv_layout: tuple[np.ndarray, np.ndarray] | None = None
 
   @property
   def num_vertices(self) -> int:
@@ -92,7 +96,8 @@ def topology_fingerprint(faces: np.ndarray, face_uv: np.ndarray) -> str:
 def build_mesh_assets(vertices: np.ndarray, faces: np.ndarray,
                       face_uv: np.ndarray | None = None,
                       regions: Mapping[str, np.ndarray] | None = None,
-                      source: str = "") -> MeshAssets:
+                      source: str = "",
+                      uv_layout: tuple[np.ndarray, np.ndarray] | None = None) -> MeshAssets:
   """Builds MeshAssets from arrays; computes UVs when `face_uv` is None.
 
   Args:
@@ -129,7 +134,7 @@ def build_mesh_assets(vertices: np.ndarray, faces: np.ndarray,
       vertex_uv=mesh_io.vertex_uv_of(faces, face_uv, num_v),
       face_areas=areas, graph=graph, gcn_scale=gcn_scale(graph, num_v),
       regions={k: np.asarray(v, np.int32) for k, v in (regions or {}).items()},
-      fingerprint=topology_fingerprint(faces, face_uv))
+      fingerprint=topology_fingerprint(faces, face_uv), uv_layout=uv_layout)
 
 
 def load_mesh_assets(mesh_path: str | os.PathLike,
@@ -146,4 +151,4 @@ def load_mesh_assets(mesh_path: str | os.PathLike,
   root = regions_root if regions_root is not None else os.path.dirname(os.fspath(mesh_path))
   regions = load_regions(root, regions_spec or {}, len(raw.vertices))
   return build_mesh_assets(raw.vertices, raw.faces, raw.face_uv, regions,
-                           source=os.fspath(mesh_path))
+                           source=os.fspath(mesh_path), uv_layout=raw.uv_layout)

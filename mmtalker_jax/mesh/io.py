@@ -24,10 +24,14 @@ class RawMesh(NamedTuple):
   faces: [F,3] int32, indices into vertices.
   face_uv: [F,3,2] float32, the UV of every face corner, or None when the file
     has none.
+  uv_layout: an OBJ's own texture coordinates, ([U,2] float32 `vt` in file
+    order, [F,3] int32 the `vt` of each face corner), so that a written OBJ
+    keeps them in that order; None for other files.
   """
   vertices: np.ndarray
   faces: np.ndarray
   face_uv: np.ndarray | None
+  uv_layout: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def _obj_index(token: str, count: int, path: str, line: int) -> int:
@@ -72,7 +76,8 @@ def _parse_obj(path: str) -> RawMesh:
   if len(corners) and (corners >= 0).any():
     if (corners < 0).any():
       raise InputError(path, "some faces have texture coordinates (f v/vt) and others not")
-    face_uv = np.asarray(texcoords, np.float32).reshape(-1, 2)[corners]
+    table = np.asarray(texcoords, np.float32).reshape(-1, 2)
+    return RawMesh(vertices, faces, table[corners], (table, corners.astype(np.int32)))
   return RawMesh(vertices, faces, face_uv)
 
 
@@ -134,19 +139,28 @@ def vertex_uv_of(faces: np.ndarray, face_uv: np.ndarray, num_vertices: int) -> n
   return uv
 
 
-def obj_text(vertices: np.ndarray, faces: np.ndarray,
-             face_uv: np.ndarray | None = None) -> str:
+def obj_text(vertices: np.ndarray, faces: np.ndarray, face_uv: np.ndarray | None = None,
+             uv_layout: tuple[np.ndarray, np.ndarray] | None = None) -> str:
   """Formats a mesh as OBJ text, with per-corner UVs when `face_uv` is given.
 
-  Texture coordinate i is vertex i's UV (`vertex_uv_of`); corners on a seam
-  that differ from it get extra `vt` entries after those, as in FLAME's OBJ.
-  Formatting is fixed (%.6f), so equal arrays always give identical bytes.
+  With `uv_layout` (`RawMesh.uv_layout` of the template the faces come from),
+  the `vt` lines and each corner's `vt` are the template file's own, in its
+  order, so tools that index UVs match. Otherwise texture coordinate i is
+  vertex i's UV (`vertex_uv_of`), and corners on a seam that differ from it
+  get extra `vt` entries after those. Formatting is fixed (%.6f), so equal
+  arrays always give identical bytes.
   """
   buf = io.StringIO()
   np.savetxt(buf, vertices, fmt="v %.6f %.6f %.6f")
   f1 = faces.astype(np.int64) + 1
-  if face_uv is None:
+  if face_uv is None and uv_layout is None:
     np.savetxt(buf, f1, fmt="f %d %d %d")
+    return buf.getvalue()
+  if uv_layout is not None:
+    table, index = uv_layout
+    np.savetxt(buf, table, fmt="vt %.6f %.6f")
+    refs = np.stack([f1, index.astype(np.int64) + 1], axis=2).reshape(-1, 6)
+    np.savetxt(buf, refs, fmt="f %d/%d %d/%d %d/%d")
     return buf.getvalue()
   num_v = len(vertices)
   vertex_uv = vertex_uv_of(faces, face_uv, num_v)
@@ -165,6 +179,7 @@ def obj_text(vertices: np.ndarray, faces: np.ndarray,
 
 
 def write_obj(path: str | os.PathLike, vertices: np.ndarray, faces: np.ndarray,
-              face_uv: np.ndarray | None = None) -> None:
+              face_uv: np.ndarray | None = None,
+              uv_layout: tuple[np.ndarray, np.ndarray] | None = None) -> None:
   """Writes an OBJ atomically (see `obj_text`)."""
-  fileio.write_text(path, obj_text(vertices, faces, face_uv))
+  fileio.write_text(path, obj_text(vertices, faces, face_uv, uv_layout))

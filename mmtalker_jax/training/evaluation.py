@@ -19,9 +19,9 @@ from mmtalker_jax.training import sharding
 METRICS = ("lve", "eve", "fdd", "fdd_abs", "mve")
 
 
-def make_decoder(model: MMTalker, chunk_frames: int) -> ChunkedDecoder:
+def make_decoder(model: MMTalker, chunk_mib: float) -> ChunkedDecoder:
   """The chunked decoder, gathering every host's rows (evaluation runs on all hosts)."""
-  return ChunkedDecoder(model, chunk_frames,
+  return ChunkedDecoder(model, chunk_mib,
                         to_host=lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)))
 
 

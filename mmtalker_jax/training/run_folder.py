@@ -69,7 +69,7 @@ def save_mesh(workdir: str, assets: MeshAssets, templates: dict[str, np.ndarray]
   """Writes <workdir>/mesh/{template.obj, regions.json, templates.npz}."""
   folder = os.path.join(workdir, "mesh")
   mesh_io.write_obj(os.path.join(folder, "template.obj"), assets.vertices, assets.faces,
-                     assets.face_uv)
+                     assets.face_uv, assets.uv_layout)
   fileio.write_text(os.path.join(folder, "regions.json"),
                     json.dumps({k: v.tolist() for k, v in assets.regions.items()}))
   with fileio.atomic_path(os.path.join(folder, "templates.npz")) as tmp:
@@ -90,4 +90,6 @@ def load_mesh(workdir: str) -> tuple[MeshAssets, dict[str, np.ndarray]]:
     regions = {k: np.asarray(v, np.int32) for k, v in json.load(f).items()}
   with np.load(os.path.join(folder, "templates.npz")) as z:
     templates = {k: z[k] for k in z.files}
-  return build_mesh_assets(raw.vertices, raw.faces, raw.face_uv, regions, source=folder), templates
+  assets = build_mesh_assets(raw.vertices, raw.faces, raw.face_uv, regions, source=folder,
+                             uv_layout=raw.uv_layout)
+  return assets, templates

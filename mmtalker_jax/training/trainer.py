@@ -15,6 +15,7 @@ from mmtalker_jax import fileio
 from mmtalker_jax.data.corpus import Corpus
 from mmtalker_jax.data.pipeline import Batcher, prefetch
 from mmtalker_jax.errors import InputError
+from mmtalker_jax.inference.decoder import decode_budget
 from mmtalker_jax.models.mmtalker import build_model
 from mmtalker_jax.models.speech import setup as speech_setup
 from mmtalker_jax.training import checkpoint, disk_space, evaluation, report, run_folder, sharding
@@ -222,7 +223,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str):
   step_fn = make_train_step(model, optimizer, config, mesh, runs)
   vertex_every = int(config.loss.vertex_every)
   vertex_step_fn = make_train_step(model, optimizer, config, mesh, runs, with_vertex_loss=True)
-  decoder = evaluation.make_decoder(model, config.decode.chunk_frames)
+  decoder = evaluation.make_decoder(model, decode_budget(config))
   lr = learning_rate_schedule(tc)
   scale = report.scales(config.scale)
   rows = [run.name or "model" for run in runs]

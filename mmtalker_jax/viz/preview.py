@@ -1,21 +1,19 @@
 """A corpus preview: the template with its regions, and a frame of motion.
 
-  python -m mmtalker_jax.viz.preview CORPUS [--out PNG] [--subject NAME]
+  python -m mmtalker_jax.viz.preview CORPUS [--config configs/x.py] [--out PNG] [--subject NAME]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mmtalker_jax import fileio, safe_pickle
+from mmtalker_jax import fileio
 from mmtalker_jax.errors import InputError, exit_on_input_error
-from mmtalker_jax.mesh import io as mesh_io
 from mmtalker_jax.viz import raster
 
 REGION_COLOURS = {"upper_face": (0.55, 0.75, 0.95), "eye": (0.3, 0.8, 0.4),
@@ -48,44 +46,55 @@ def corpus_preview(path: str | os.PathLike, template: np.ndarray, faces: np.ndar
     image.save(tmp, format="PNG")
 
 
-def write_corpus_preview(root: str, out: str | None = None, subject: str | None = None) -> str:
+def write_corpus_preview(root: str, out: str | None = None, subject: str | None = None,
+                         config: str | None = None) -> str:
   """Draws a corpus's template regions and the widest-open frame of one sequence.
 
-  Reads the FaceFormer layout at `root` with a `regions.json` and a
-  `template.obj` (SynthTalk writes both).
+  Args:
+    root: a corpus in the FaceFormer layout.
+    out: the PNG (default <root>/preview.png).
+    subject: whose first sequence (default: the first subject with sequences).
+    config: a config file whose data section describes the corpus (template,
+      regions, frame stride); default: read off the corpus, as the dataset
+      doctor does (SynthTalk's manifest, else the first .obj/.ply).
 
   Returns:
-    The PNG's path (default <root>/preview.png).
+    The PNG's path.
   """
-  raw = mesh_io.read_mesh(os.path.join(root, "template.obj"))
-  regions_path = os.path.join(root, "regions.json")
-  if not os.path.isfile(regions_path):
-    raise InputError(regions_path, "missing: the preview colours the regions it names")
-  with open(regions_path, encoding="utf-8") as f:
-    regions = {k: np.asarray(v) for k, v in json.load(f).items()}
-  templates = safe_pickle.load_templates(os.path.join(root, "templates.pkl"))
-  subject = subject or sorted(templates)[0]
-  if subject not in templates:
-    raise InputError(os.path.join(root, "templates.pkl"), f"no subject {subject!r}")
-  folder = os.path.join(root, "vertices_npy")
-  names = sorted(n for n in os.listdir(folder) if n.startswith(subject + "_"))
-  if not names:
-    raise InputError(folder, f"no sequence of {subject!r}")
-  template = templates[subject]
-  verts = np.load(os.path.join(folder, names[0])).reshape(-1, len(template), 3)
+  from mmtalker_jax.configlib import load_config
+  from mmtalker_jax.data import check
+  from mmtalker_jax.data.corpus import Corpus
+
+  if config:
+    cfg = load_config(config).data
+    cfg.root = root
+  else:
+    cfg = check.infer_data_config(root, load_config(check.DEFAULT_CONFIG).data)
+  corpus = Corpus(cfg)
+  subjects = sorted({s.subject for s in corpus.sequences})
+  subject = subject or subjects[0]
+  sequences = [s for s in corpus.sequences if s.subject == subject]
+  if not sequences:
+    raise InputError(os.path.join(corpus.root, "vertices_npy"),
+                     f"no sequence of {subject!r} (subjects: {', '.join(subjects)})")
+  template = corpus.template(sequences[0])
+  verts = corpus.vertices(sequences[0])
   frame = verts[np.argmax(np.abs(verts - template).max(axis=(1, 2)))]
-  path = out or os.path.join(root, "preview.png")
-  corpus_preview(path, template, raw.faces, regions, frame)
+  path = out or os.path.join(corpus.root, "preview.png")
+  corpus_preview(path, template, corpus.assets.faces, corpus.assets.regions, frame)
   return path
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description="Draws a corpus preview PNG.")
-  parser.add_argument("corpus", help="corpus folder (e.g. a SynthTalk one)")
+  parser.add_argument("corpus", help="corpus folder in the FaceFormer layout")
+  parser.add_argument("--config", default=None, help="config describing the corpus (e.g. "
+                      "configs/vocaset.py); default: read it off the corpus")
   parser.add_argument("--out", default=None, help="default: <corpus>/preview.png")
-  parser.add_argument("--subject", default=None, help="default: the first in templates.pkl")
+  parser.add_argument("--subject", default=None, help="default: the first with sequences")
   args = parser.parse_args()
-  exit_on_input_error(lambda: print(write_corpus_preview(args.corpus, args.out, args.subject)))
+  exit_on_input_error(lambda: print(write_corpus_preview(args.corpus, args.out, args.subject,
+                                                         args.config)))
 
 
 if __name__ == "__main__":

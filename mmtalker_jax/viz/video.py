@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 from typing import Iterable, Iterator
 
 import imageio_ffmpeg
@@ -34,23 +35,41 @@ def write_mp4(path: str | os.PathLike, images: Iterable[np.ndarray], fps: float,
               audio_path: str | None = None) -> int:
   """Encodes images to `path` atomically; muxes `audio_path` when given.
 
+  ffmpeg is started with `start_new_session` (it ignores the terminal's
+  Ctrl-C, and the caller stops it): no Python code runs between fork and
+  exec, so JAX's threads are never forked (imageio-ffmpeg's own writer sets
+  a preexec_fn, which makes Python fork and JAX warn).
+
   Returns:
     The number of frames written.
+
+  Raises:
+    RuntimeError: with ffmpeg's last message, if it fails.
   """
   images = iter(images)
   first = next(images)  # its size sets the video's
   h, w = first.shape[:2]
   count = 0
   with fileio.atomic_path(path) as tmp:
-    writer = imageio_ffmpeg.write_frames(
-        tmp, (w, h), fps=fps, quality=7, macro_block_size=1, ffmpeg_log_level="error",
-        audio_path=audio_path,
-        audio_codec="aac" if audio_path else None, output_params=["-shortest"] if audio_path else None)
-    writer.send(None)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps:g}", "-i", "-"]
+    if audio_path:
+      cmd += ["-i", audio_path, "-c:a", "aac", "-shortest"]
+    cmd += ["-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "15", "-f", "mp4", tmp]
+    ffmpeg = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, start_new_session=True)
     try:
       for image in itertools.chain([first], images):
-        writer.send(np.ascontiguousarray(image))
+        ffmpeg.stdin.write(np.ascontiguousarray(image, np.uint8).tobytes())
         count += 1
-    finally:
-      writer.close()
+      ffmpeg.stdin.close()
+    except BrokenPipeError:
+      pass  # ffmpeg stopped early: its message follows
+    except BaseException:
+      ffmpeg.kill()
+      ffmpeg.wait()
+      raise
+    err = ffmpeg.stderr.read().decode(errors="replace").strip()
+    if ffmpeg.wait() != 0:
+      raise RuntimeError(f"ffmpeg failed: {(err.splitlines() or ['no message'])[-1]}")
   return count
