@@ -16,10 +16,21 @@ process starts, so an entry script that finds tcmalloc (Debian/Ubuntu:
 `apt-get install libtcmalloc-minimal4`) and is not already running under it
 restarts itself once with `LD_PRELOAD` set. `MMTALKER_MALLOC=system` turns
 this off; without the library nothing changes.
+
+Keeping every freed page has one cost: compiling a program takes memory
+(XLA's compiler, about 1.5 GiB for a default-config train step) that the
+program never needs again, and the steps' freed pages would sit beside the
+next compile's. `release_after_compiles` hands free pages back just before
+and just after every backend compile: 40 steps and an evaluation of
+`train.py --config configs/default.py` (four train-step compiles) peaked at
+2.9 GB with it and at most two steps in flight (training/trainer.py), 4.8 GB
+with neither, and 2.9 GB on glibc's malloc with neither, at glibc's slower
+steps.
 """
 
 from __future__ import annotations
 
+import ctypes
 import ctypes.util
 import os
 import sys
@@ -69,3 +80,30 @@ def reexec_with_tcmalloc() -> None:
     os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
   except OSError:
     return  # keep running with the system allocator
+
+
+# Lowering ends just before the backend compile starts; the compile's own end.
+_AROUND_COMPILES = ("/jax/core/compile/jaxpr_to_mlir_module_duration",
+                    "/jax/core/compile/backend_compile_duration")
+
+
+def release_after_compiles() -> None:
+  """Under tcmalloc, returns free memory to the kernel around every XLA compile.
+
+  An entry script calls this once (it registers a JAX monitoring listener for
+  the process's lifetime); elsewhere it does nothing.
+  """
+  if not running_under_tcmalloc():
+    return
+  try:
+    release = ctypes.CDLL(None).MallocExtension_ReleaseFreeMemory
+  except (OSError, AttributeError):
+    return  # a tcmalloc without the extension API
+  from jax import monitoring
+
+  def on_duration(event: str, seconds: float, **kwargs) -> None:
+    del seconds, kwargs
+    if event in _AROUND_COMPILES:
+      release()
+
+  monitoring.register_event_duration_secs_listener(on_duration)
