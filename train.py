@@ -9,7 +9,7 @@ mmtalker_jax/distributed.py). Compiled programs are kept in --compile_cache
 shapes compiles nothing.
 """
 
-from mmtalker_jax.allocator import release_after_compiles, reexec_with_tcmalloc
+from mmtalker_jax.allocator import release_around_compiles, reexec_with_tcmalloc
 
 reexec_with_tcmalloc()  # before JAX starts: see mmtalker_jax/allocator.py
 
@@ -31,7 +31,7 @@ def main(argv):
   quiet_process()
   exit_on_input_error(distributed.initialize)  # bad job flags fail before the heavy imports
   compile_cache.enable()
-  release_after_compiles()  # compiler memory is not kept: see mmtalker_jax/allocator.py
+  release_around_compiles()  # compiler memory is not kept: see mmtalker_jax/allocator.py
   from mmtalker_jax.training import trainer
 
   try:

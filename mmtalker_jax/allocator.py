@@ -20,7 +20,7 @@ this off; without the library nothing changes.
 Keeping every freed page has one cost: compiling a program takes memory
 (XLA's compiler, about 1.5 GiB for a default-config train step) that the
 program never needs again, and the steps' freed pages would sit beside the
-next compile's. `release_after_compiles` hands free pages back just before
+next compile's. `release_around_compiles` hands free pages back just before
 and just after every backend compile: 40 steps and an evaluation of
 `train.py --config configs/default.py` (four train-step compiles) peaked at
 2.9 GB with it and at most two steps in flight (training/trainer.py), 4.8 GB
@@ -87,7 +87,7 @@ _AROUND_COMPILES = ("/jax/core/compile/jaxpr_to_mlir_module_duration",
                     "/jax/core/compile/backend_compile_duration")
 
 
-def release_after_compiles() -> None:
+def release_around_compiles() -> None:
   """Under tcmalloc, returns free memory to the kernel around every XLA compile.
 
   An entry script calls this once (it registers a JAX monitoring listener for
