@@ -5,8 +5,8 @@ import subprocess
 import time
 
 
-def run_measured(cmd: list[str], cwd: str) -> tuple[float, float, str]:
-  """Runs `cmd` to the end; returns (wall seconds, peak RSS in GiB, its stderr).
+def run_measured(cmd: list[str], cwd: str) -> tuple[float, float]:
+  """Runs `cmd` to the end; returns (wall seconds, peak RSS in GiB).
 
   The peak is the process's own (os.wait4's rusage), a process that
   re-executes itself (train.py under tcmalloc) included.
@@ -23,4 +23,4 @@ def run_measured(cmd: list[str], cwd: str) -> tuple[float, float, str]:
   wall = time.perf_counter() - start
   if proc.returncode:
     raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{err[-3000:]}")
-  return wall, usage.ru_maxrss / 2**20, err  # Linux reports KiB
+  return wall, usage.ru_maxrss / 2**20  # Linux reports KiB

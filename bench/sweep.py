@@ -194,7 +194,7 @@ def bench_step(config_path: str, num_batches: int) -> None:
 
 def run_train(args: list[str], peaks: list[float]) -> float:
   """train.py's wall time; its peak RSS (GiB) is appended to `peaks`."""
-  wall, peak, _ = run_measured([sys.executable, "train.py", *args], ROOT)
+  wall, peak = run_measured([sys.executable, "train.py", *args], ROOT)
   peaks.append(peak)
   return wall
 

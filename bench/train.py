@@ -150,7 +150,7 @@ def whole_run(args) -> None:
            "--workdir", os.path.join(tmp, "run"), f"--config.train.num_steps={args.whole}",
            f"--config.train.eval_every={args.whole}",
            *(f"--config.{item}" for item in args.set)]
-    wall, peak, _ = run_measured(cmd, root)
+    wall, peak = run_measured(cmd, root)
   print(f"config             {args.config} {' '.join(args.set)}: train.py, {args.whole} steps "
         f"and an evaluation")
   print(f"wall               {wall:.1f} s, process start to exit")

@@ -25,12 +25,8 @@ def _read_numbers(path: str) -> list[str]:
     return [t for t in re.split(r"[,\s]+", f.read()) if t]
 
 
-def _read_weights(root: str, source: str, num_vertices: int) -> tuple[str, np.ndarray]:
+def _weights_above(path: str, source: str, threshold: str, num_vertices: int) -> np.ndarray:
   """'FILE>THRESHOLD': the indices of the vertices whose weight in FILE exceeds THRESHOLD."""
-  name, _, threshold = source.partition(">")
-  path = os.path.join(root, name)
-  if not os.path.isfile(path):
-    raise InputError(path, "region file not found")
   try:
     weights = np.asarray(_read_numbers(path), np.float64)
     cut = float(threshold)
@@ -42,16 +38,17 @@ def _read_weights(root: str, source: str, num_vertices: int) -> tuple[str, np.nd
   idx = np.flatnonzero(weights > cut)
   if idx.size == 0:
     raise InputError(path, f"region {source!r} is empty: no weight exceeds {cut:g}")
-  return path, idx
+  return idx
 
 
 def _read_source(root: str, source: str, num_vertices: int) -> tuple[str, np.ndarray]:
-  if ">" in source:
-    return _read_weights(root, source, num_vertices)
-  name, _, key = source.partition(":")
+  weighted = ">" in source
+  name, _, key = source.partition(">" if weighted else ":")
   path = os.path.join(root, name)
   if not os.path.isfile(path):
     raise InputError(path, "region file not found")
+  if weighted:
+    return path, _weights_above(path, source, key, num_vertices)
   if path.endswith(".pkl") or path.endswith(".json"):
     if not key:
       raise InputError(path, f"region source {source!r} needs ':key'")
