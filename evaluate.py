@@ -3,7 +3,9 @@
   python evaluate.py --ckpt runs/synthtalk [--split test|val|test_b] [--data ROOT]
                      [--long SECONDS] [--out results.json] [--save-pred DIR] [--render DIR]
 
-On a sweep's workdir (train.py with a `sweep` config) it prints a row per member.
+On a sweep's workdir (train.py with a `sweep` config) it prints a row per
+replica, then each member's mean and 95% interval over seeds and its paired
+difference from `sweep.reference` (mmtalker_jax/training/intervals.py).
 Several processes (the flags of train.py: --coordinator_address, --num_processes,
 --process_id) split the batches between them; process 0 prints and writes.
 """
@@ -16,7 +18,7 @@ from absl import flags  # noqa: E402
 
 from mmtalker_jax import compile_cache, distributed  # noqa: E402
 from mmtalker_jax.cli import run_app  # noqa: E402
-from mmtalker_jax.training import members  # noqa: E402
+from mmtalker_jax.training import population  # noqa: E402
 
 _CKPT = flags.DEFINE_string("ckpt", None, "A run's workdir (best, else latest step), a step "
                             "folder, or a sweep's workdir (every member).")
@@ -47,7 +49,7 @@ def run():
   from mmtalker_jax.errors import InputError
   from mmtalker_jax.inference.decoder import decode_budget
   from mmtalker_jax.inference.predictor import Predictor
-  from mmtalker_jax.training import evaluation, report, restore
+  from mmtalker_jax.training import evaluation, intervals, report, restore
   from mmtalker_jax.training.writers import SequenceWriter
 
   distributed.initialize()
@@ -59,77 +61,69 @@ def run():
       if value:
         raise InputError("", f"{flag} runs in one process; drop --coordinator_address")
   lead = jax.process_index() == 0
-  if members.is_sweep_dir(_CKPT.value):
-    return run_sweep(lead)
-  config = restore.read_run_config(_CKPT.value)
+  # {member: {seed: run folder}}; a single run is a population of one.
+  is_population = population.is_population_dir(_CKPT.value)
+  folders = population.replica_dirs(_CKPT.value) if is_population else {"": {0: _CKPT.value}}
+  if is_population:
+    for flag, value in (("--long", _LONG.value), ("--save-pred", _SAVE_PRED.value),
+                        ("--render", _RENDER.value)):
+      if value:
+        raise InputError(_CKPT.value, f"a sweep's workdir; {flag} takes one run: "
+                         f"--ckpt {_CKPT.value}/members/NAME[/seed_S]")
+    if not folders:
+      raise InputError(_CKPT.value, "its members/ folder holds no run")
+  config = restore.read_run_config(next(iter(next(iter(folders.values())).values())))
   if _DATA.value:
     config.data.root = _DATA.value
   corpus = Corpus(config.data)
-  run_ = restore.restore(_CKPT.value, corpus.assets)
-  mean_motion = run_.mean_motion
-  if mean_motion is None:
-    mean_motion = evaluation.mean_training_motion(corpus)
-  writer = SequenceWriter(corpus, run_.styles, _SAVE_PRED.value, _RENDER.value,
-                          int(config.eval.render_sequences))
-  if _LONG.value:
-    result = evaluation.evaluate_long(Predictor(run_), corpus, _SPLIT.value, _LONG.value,
-                                      mean_motion, writer)
-    what = f"{_SPLIT.value} split of {corpus.root} joined into {_LONG.value:g} s sequences"
-  else:
-    batcher = split_batcher(corpus, config)
-    decoder = evaluation.make_decoder(run_.model, decode_budget(config))
-    result = evaluation.evaluate(decoder, run_.params, batcher, run_.mesh, mean_motion, writer)
-    what = f"{_SPLIT.value} split of {corpus.root}"
-  if not lead:
-    return
-  scale = report.scales(config.scale)
-  print(f"{what}: {result['sequences']} sequences, checkpoint step {run_.step} of {run_.workdir}")
-  print(report.table(result, scale))
-  if _OUT.value:
-    report.write_json(_OUT.value, result, scale, _SPLIT.value, run_.step, long_seconds=_LONG.value)
-    print(f"wrote {_OUT.value}")
-  for path in writer.rendered:
-    print(f"rendered {path}")
-
-
-def run_sweep(lead: bool):
-  """One row per member of the sweep at --ckpt, beside the two baselines."""
-  from mmtalker_jax.data.corpus import Corpus
-  from mmtalker_jax.errors import InputError
-  from mmtalker_jax.inference.decoder import decode_budget
-  from mmtalker_jax.training import evaluation, report, restore
-
-  for flag, value in (("--long", _LONG.value), ("--save-pred", _SAVE_PRED.value),
-                      ("--render", _RENDER.value)):
-    if value:
-      raise InputError(_CKPT.value, f"a sweep's workdir; {flag} takes one member: "
-                       f"--ckpt {_CKPT.value}/members/NAME")
-  folders = members.sweep_member_dirs(_CKPT.value)
-  config = restore.read_run_config(next(iter(folders.values())))
-  if _DATA.value:
-    config.data.root = _DATA.value
-  corpus = Corpus(config.data)
-  runs = {name: restore.restore(folder, corpus.assets) for name, folder in folders.items()}
+  runs = {(m, s): restore.restore(f, corpus.assets)
+          for m, seeds in folders.items() for s, f in seeds.items()}
+  rows = {key: population.row_name(*key, several_seeds=len(folders[key[0]]) > 1)
+          for key in runs}
   first = next(iter(runs.values()))
   mean_motion = first.mean_motion
   if mean_motion is None:
     mean_motion = evaluation.mean_training_motion(corpus)
-  batcher = split_batcher(corpus, config)
-  decoder = evaluation.make_decoder(first.model, decode_budget(config))
-  result = evaluation.evaluate_rows(decoder, {n: r.params for n, r in runs.items()}, batcher,
-                                    first.mesh, mean_motion)
+  writer = SequenceWriter(corpus, first.styles, _SAVE_PRED.value, _RENDER.value,
+                          int(config.eval.render_sequences))
+  if _LONG.value:
+    result = evaluation.evaluate_long(Predictor(first), corpus, _SPLIT.value, _LONG.value,
+                                      mean_motion, writer)
+    what = f"{_SPLIT.value} split of {corpus.root} joined into {_LONG.value:g} s sequences"
+  else:
+    decoder = evaluation.make_decoder(first.model, decode_budget(config))
+    result = evaluation.evaluate_rows(
+        decoder, {rows[key]: r.params for key, r in runs.items()}, split_batcher(corpus, config),
+        first.mesh, mean_motion, writer)
+    what = f"{_SPLIT.value} split of {corpus.root}"
   if not lead:
     return
   scale = report.scales(config.scale)
-  print(f"{_SPLIT.value} split of {corpus.root}: {result['sequences']} sequences, "
-        f"{len(runs)} members of {_CKPT.value} (steps "
-        + ", ".join(f"{n} {r.step}" for n, r in runs.items()) + ")")
+  steps = ", ".join(f"{rows[key]} {r.step}" for key, r in runs.items())
+  print(f"{what}: {result['sequences']} sequences, checkpoint step"
+        + (f"s {steps} of {_CKPT.value}" if is_population else f" {first.step} of {first.workdir}"))
   print(report.table(result, scale))
-  if _OUT.value:
-    report.write_sweep_json(_OUT.value, result, scale, _SPLIT.value,
-                            {n: dict(r.config.sampler) for n, r in runs.items()},
-                            {n: r.step for n, r in runs.items()})
-    print(f"wrote {_OUT.value}")
+  if is_population:
+    per_seed = {m: {s: result[rows[(m, s)]] for s in seeds} for m, seeds in folders.items()}
+    reference = population.reference_of(_CKPT.value, list(folders))
+    try:
+      summary = intervals.summarize(per_seed, reference, evaluation.METRICS)
+    except ValueError as e:
+      raise InputError(_CKPT.value, str(e)) from None
+    print(report.population_table(summary, scale))
+  for path in writer.rendered:
+    print(f"rendered {path}")
+  if not _OUT.value:
+    return
+  if is_population:
+    report.write_population_json(
+        _OUT.value, summary, result, scale, _SPLIT.value, result["sequences"],
+        {m: dict(runs[(m, next(iter(seeds)))].config.sampler) for m, seeds in folders.items()},
+        {m: {str(s): runs[(m, s)].step for s in seeds} for m, seeds in folders.items()})
+  else:
+    report.write_json(_OUT.value, result, scale, _SPLIT.value, first.step,
+                      long_seconds=_LONG.value)
+  print(f"wrote {_OUT.value}")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ def main():
   from mmtalker_jax.configlib import load_config
   from mmtalker_jax.mesh.assets import build_mesh_assets
   from mmtalker_jax.models.mmtalker import build_model
-  from mmtalker_jax.training import members, sharding, trainer
+  from mmtalker_jax.training import population, sharding, trainer
   from mmtalker_jax.training.optimizer import make_optimizer
   from mmtalker_jax.training.state import create_state
   from mmtalker_jax import alignment
@@ -70,11 +70,15 @@ def main():
   mesh = sharding.make_mesh()
   model = build_model(config, assets, num_styles=8)
   optimizer = make_optimizer(config.train, speech_setup.frozen_parameters(config.model))
-  runs = members.members_of(config, "/unused")
+  runs = population.replicas_of(config, "/unused")[:1]  # one run
   state = jax.eval_shape(lambda k: create_state(model, optimizer, config.data, k, mesh),
                          jax.random.key(0))
-  state = jax.tree_util.tree_map(
-      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)), state)
+  params = jax.tree_util.tree_map(
+      lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)),
+      state.params)
+  state = jax.tree_util.tree_map(  # a population of one: a leading axis of 1
+      lambda a: jax.ShapeDtypeStruct((1, *a.shape), a.dtype,
+                                     sharding=sharding.member_sharded(mesh)), state)
   b, t = int(config.train.global_batch_size), max(config.data.bucket_frames)
   f = alignment.num_feature_frames(t, config.data.fps, config.data.features.feature_rate)
   v = assets.num_vertices
@@ -84,19 +88,20 @@ def main():
             "frame_mask": ((b, t), np.float32), "style": ((b,), np.int32),
             "seq_index": ((b,), np.int32)}
   batch = {k: jax.ShapeDtypeStruct(s, d, sharding=data) for k, (s, d) in shapes.items()}
-  key = members.sample_key(config)
+  key = jax.eval_shape(lambda: population.stack([population.sample_key(config)], mesh))
+  key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=sharding.member_sharded(mesh))
   print(f"config {args.config}: global batch {b} x {t} frames, V={v}, faces "
         f"{assets.num_faces}, K={config.sampler.num_points}, width {config.model.width}, "
         f"{jax.device_count()} devices")
   out = {}
   for name, vertex in (("train_sampled", False), ("train_vertex_loss", True)):
     step = trainer.make_train_step(model, optimizer, config, mesh, runs, with_vertex_loss=vertex)
-    compiled = step.jitted.lower(state, batch, key).compile()
+    compiled = step.jitted.lower(state, batch, key, *step.extra).compile()
     out[f"{name}_bytes_per_device"], out[f"{name}_flops_per_device"] = report(
         name, compiled, args.peak_tflops)
   out["train_bytes_per_device"] = max(out["train_sampled_bytes_per_device"],
                                       out["train_vertex_loss_bytes_per_device"])
-  out["eval_bytes_per_device"] = eval_memory(model, config, mesh, state.params, assets, args)
+  out["eval_bytes_per_device"] = eval_memory(model, config, mesh, params, assets, args)
   if args.json:
     with open(args.json, "w", encoding="utf-8") as fh:
       json.dump(out, fh, indent=2)

@@ -1,9 +1,11 @@
-"""A sweep trained as one program against its members trained one after another.
+"""A sweep trained as one program against its replicas trained one after another.
 
   python bench/sweep.py [--config configs/sweep_density.py] [--batches 16] [--wall-steps 150]
+                        [--seeds 0,1,2] [--group-size 12]
 
 1. The step (in this process, on the same batches loaded up front): the
-   vmapped step of all M members against each member's own step, taken in
+   vmapped step of the first program's M replicas (members x seeds, as
+   sweep.group_size groups them) against each replica's own step, taken in
    turn on each batch (drift in the machine's speed hits every kind alike). Per step
    kind: compile time of each length bucket's first step, ms per step (the
    median of each bucket's later steps, averaged over buckets),
@@ -15,7 +17,7 @@
    scale, the largest-K member alone at M x the batch against M of its steps
    (M times the work in one program without vmap).
 2. The whole loop, as users run it: `train.py` on the sweep config for N
-   steps against `train.py` on each member's config for N steps, one after
+   steps against `train.py` on each replica's config for N steps, one after
    another (fresh processes; the corpus and its feature cache exist first;
    the sweep runs halfway through the members). Each run evaluates once, at
    its last step. Compilation caches start empty: one for the sweep, one
@@ -46,13 +48,13 @@ def cost(jitted, *args) -> tuple[float, float]:
   return float(analysis.get("flops", 0.0)), float(analysis.get("bytes accessed", 0.0))
 
 
-def time_interleaved(kinds, batches, sharding_lib, mesh):
-  """Runs every batch through every step kind in turn (sweep, member 1, member 2, ...),
+def time_interleaved(kinds, batches):
+  """Runs every batch through every step kind in turn (sweep, replica 1, replica 2, ...),
   so a machine that speeds up or slows down mid-run weighs on all kinds alike.
 
   Args:
-    kinds: list of [step_fn, state, key, rows]; states are advanced in place;
-      rows > 1 runs the kind on the batch repeated `rows` times along its rows.
+    kinds: list of [step_fn, state, key, view]; states are advanced in place;
+      view(local batch) is the kind's global batch (built outside the timing).
 
   Returns:
     (compile s per bucket, {bucket: [steady s per step]}) per kind.
@@ -61,11 +63,10 @@ def time_interleaved(kinds, batches, sharding_lib, mesh):
   compiles = [[] for _ in kinds]
   steady = [{} for _ in kinds]
   for local in batches:
-    batch = sharding_lib.global_batch(local, mesh)
-    bucket = local["frame_mask"].shape[1]
+    bucket = local["frame_mask"].shape[-1]
     for i, kind in enumerate(kinds):
-      step_fn, state, key, rows = kind
-      arg = batch if rows == 1 else sharding_lib.global_batch(widen(local, rows), mesh)
+      step_fn, state, key, view = kind
+      arg = view(local)
       start = time.perf_counter()
       kind[1], metrics = step_fn(state, arg, key)
       jax.block_until_ready(metrics["loss"])
@@ -90,53 +91,59 @@ def typical(steady: dict) -> float:
   return float(np.mean([np.median(v) for v in steady.values() if v]))
 
 
-def bench_step(config_path: str, num_batches: int) -> None:
+def bench_step(config, config_path: str, num_batches: int) -> None:
   import jax
   import numpy as np
 
-  from mmtalker_jax.configlib import load_config
   from mmtalker_jax.data.corpus import Corpus
-  from mmtalker_jax.data.pipeline import Batcher
+  from mmtalker_jax.data.pipeline import Batcher, zipped
   from mmtalker_jax.models.mmtalker import build_model
-  from mmtalker_jax.training import members, sharding, trainer
+  from mmtalker_jax.training import population, sharding, trainer
   from mmtalker_jax.training.optimizer import make_optimizer
   from mmtalker_jax.training.state import create_state
 
-  config = load_config(config_path)
   trainer.ensure_corpus(config.data)
   corpus = Corpus(config.data)
   for seq in corpus:  # the feature cache, so part 2's runs all find it warm
     corpus.features(seq)
-  runs = members.members_of(config, "")
+  # The first program of the population (sweep.group_size replicas).
+  runs = population.groups(config, population.replicas_of(config, ""))[0]
+  seeds = sorted({r.seed for r in runs})
   mesh = sharding.make_mesh(int(config.sweep.member_devices))
   model = build_model(config, corpus.assets, len(corpus.train_subjects))
   optimizer = make_optimizer(config.train)
-  data = Batcher(corpus, "train", config.train.global_batch_size, config.data.bucket_frames,
-                 train=True, seed=config.seed)
-  batches = [b for b, _ in zip(data.forever(), range(num_batches))]
-  print(f"config             {config_path}: {len(runs)} members "
+  data = [Batcher(corpus, "train", config.train.global_batch_size, config.data.bucket_frames,
+                  train=True, seed=seed) for seed in seeds]
+  batches = [b for b, _ in zip(zipped(data), range(num_batches))]
+  print(f"config             {config_path}: {len(runs)} replicas in one program "
         f"({', '.join(f'{r.name} K={r.num_points}' for r in runs)}), batch "
-        f"{config.train.global_batch_size}, {num_batches} batches over buckets "
-        f"{sorted({b['frame_mask'].shape[1] for b in batches})} frames, "
+        f"{config.train.global_batch_size} per seed, {num_batches} batches over buckets "
+        f"{sorted({b['frame_mask'].shape[-1] for b in batches})} frames, "
         f"{mesh.devices.size} {jax.default_backend()} device(s)")
 
+  def seed_batch(local: dict, seed: int) -> dict:
+    """The batch of `seed` alone (padded as in the program when it holds several seeds)."""
+    return local if len(seeds) == 1 else {k: v[seeds.index(seed)] for k, v in local.items()}
+
   init = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
-  stacked = members.stack([init] * len(runs), mesh)
-  keys = members.stack([members.sample_key(r.config) for r in runs], mesh)
+  stacked = population.stack([init] * len(runs), mesh)
+  keys = population.stack([population.sample_key(r.config) for r in runs], mesh)
   sweep_step = trainer.make_train_step(model, optimizer, config, mesh, runs)
-  first = sharding.global_batch(batches[0], mesh)
-  names, kinds, costs = ["sweep (vmapped)"], [[sweep_step, stacked, keys, 1]], [
-      cost(sweep_step.jitted, stacked, first, keys, *sweep_step.extra)]
+  program_view = lambda local: sharding.global_batch(local, mesh, len(seeds) > 1)  # noqa: E731
+  names, kinds, costs = ["program (vmapped)"], [[sweep_step, stacked, keys, program_view]], [
+      cost(sweep_step.jitted, stacked, program_view(batches[0]), keys, *sweep_step.extra)]
 
   def alone(name: str, run, rows: int) -> None:
-    """Adds `run` trained alone as a step kind, on the batch repeated `rows` times."""
+    """Adds `run` trained alone as a step kind, on its seed's batch repeated `rows` times."""
     step = trainer.make_train_step(model, optimizer, run.config, mesh, [run])
-    state = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
-    key = members.sample_key(run.config)
+    state = population.stack([create_state(model, optimizer, config.data, jax.random.key(0),
+                                           mesh)], mesh)
+    key = population.stack([population.sample_key(run.config)], mesh)
+    view = lambda local: sharding.global_batch(  # noqa: E731
+        widen(seed_batch(local, run.seed), rows), mesh)
     names.append(name)
-    kinds.append([step, state, key, rows])
-    costs.append(cost(step.jitted, state,
-                      sharding.global_batch(widen(batches[0], rows), mesh), key))
+    kinds.append([step, state, key, view])
+    costs.append(cost(step.jitted, state, view(batches[0]), key, *step.extra))
 
   for run in runs:
     alone(f"{run.name} alone", run, 1)
@@ -144,7 +151,7 @@ def bench_step(config_path: str, num_batches: int) -> None:
   # without vmap, to tell what vmap costs from what larger arrays cost.
   widest = max(range(len(runs)), key=lambda i: runs[i].num_points)
   alone(f"{runs[widest].name} at {len(runs)}x batch", runs[widest], len(runs))
-  timed = time_interleaved(kinds, batches, sharding, mesh)
+  timed = time_interleaved(kinds, batches)
   steady_m = timed[0][1]
   rows = [(name, comp, steady, kind[0].jitted._cache_size(), flops, nbytes)
           for name, (comp, steady), kind, (flops, nbytes) in zip(names, timed, kinds, costs)]
@@ -199,14 +206,12 @@ def run_train(args: list[str], peaks: list[float]) -> float:
   return wall
 
 
-def bench_wall(config_path: str, steps: int) -> None:
-  from mmtalker_jax.configlib import load_config
-  from mmtalker_jax.training import members
+def bench_wall(config, config_path: str, overrides: list[str], steps: int) -> None:
+  from mmtalker_jax.training import population
 
-  config = load_config(config_path)
   common = [f"--config.train.num_steps={steps}", f"--config.train.eval_every={steps}",
             f"--config.train.log_every={steps}"]
-  runs = members.members_of(config, "")
+  runs = population.replicas_of(config, "")
   base_cfg = config_path.partition(":")[2] or "default"
   base = os.path.join(ROOT, "configs", f"{base_cfg}.py")
   with tempfile.TemporaryDirectory() as tmp:
@@ -218,6 +223,7 @@ def bench_wall(config_path: str, steps: int) -> None:
 
     def member(run) -> float:
       flags = [f"--config.sampler.{k}={v}" for k, v in run.config.sampler.items()]
+      flags.append(f"--config.seed={run.seed}")
       return run_train(["--config", base, "--workdir", os.path.join(tmp, run.name),
                         "--compile_cache", os.path.join(tmp, "cache_members"), *common, *flags],
                        member_peaks)
@@ -225,14 +231,15 @@ def bench_wall(config_path: str, steps: int) -> None:
     half = len(runs) // 2
     single = [member(run) for run in runs[:half]]
     sweep = run_train(["--config", config_path, "--workdir", os.path.join(tmp, "sweep"),
-                       "--compile_cache", os.path.join(tmp, "cache_sweep"), *common], sweep_peak)
+                       "--compile_cache", os.path.join(tmp, "cache_sweep"), *common, *overrides],
+                      sweep_peak)
     single += [member(run) for run in runs[half:]]
   print(f"{steps}-step train.py wall (process start to exit, one evaluation at the end):")
-  print(f"  sweep as one program        {sweep:7.1f} s")
-  print(f"  members one after another   {sum(single):7.1f} s  ("
+  print(f"  the sweep ({len(runs)} replicas)   {sweep:7.1f} s")
+  print(f"  replicas one after another  {sum(single):7.1f} s  ("
         + " + ".join(f"{s:.1f}" for s in single) + ")")
   print(f"  ratio                       {sweep / sum(single):7.3f}x")
-  print(f"peak RSS: the sweep {sweep_peak[0]:.2f} GiB; the members "
+  print(f"peak RSS: the sweep {sweep_peak[0]:.2f} GiB; the replicas "
         + ", ".join(f"{p:.2f}" for p in member_peaks) + " GiB")
 
 
@@ -241,11 +248,23 @@ def main():
   parser.add_argument("--config", default="configs/sweep_density.py")
   parser.add_argument("--batches", type=int, default=32, help="batches timed in part 1")
   parser.add_argument("--wall-steps", type=int, default=150, help="steps of part 2 (0: skip)")
+  parser.add_argument("--seeds", default=None, help="sweep.seeds, e.g. 0,1,2 (default: the config's)")
+  parser.add_argument("--group-size", type=int, default=None,
+                      help="sweep.group_size (default: the config's)")
   args = parser.parse_args()
   os.chdir(ROOT)
-  bench_step(args.config, args.batches)
+  from mmtalker_jax.configlib import load_config
+  config = load_config(args.config)
+  overrides = []
+  if args.seeds is not None:
+    config.sweep.seeds = tuple(int(s) for s in args.seeds.split(","))
+    overrides.append(f"--config.sweep.seeds={args.seeds}")
+  if args.group_size is not None:
+    config.sweep.group_size = args.group_size
+    overrides.append(f"--config.sweep.group_size={args.group_size}")
+  bench_step(config, args.config, args.batches)
   if args.wall_steps:
-    bench_wall(args.config, args.wall_steps)
+    bench_wall(config, args.config, overrides, args.wall_steps)
 
 
 if __name__ == "__main__":

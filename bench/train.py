@@ -70,7 +70,7 @@ def main():
   from mmtalker_jax.data.corpus import Corpus
   from mmtalker_jax.data.pipeline import Batcher
   from mmtalker_jax.models.mmtalker import build_model
-  from mmtalker_jax.training import members, sharding, trainer
+  from mmtalker_jax.training import population, sharding, trainer
   from mmtalker_jax.training import state as state_lib
   from mmtalker_jax.training.optimizer import make_optimizer
 
@@ -92,9 +92,10 @@ def main():
   mesh = sharding.make_mesh()
   model = build_model(config, corpus.assets, len(corpus.train_subjects))
   optimizer = make_optimizer(config.train)
-  state = state_lib.create_state(model, optimizer, config.data, jax.random.key(0), mesh)
-  step_fn = trainer.make_train_step(model, optimizer, config, mesh,
-                                    members.members_of(config, ""))
+  replicas = population.replicas_of(config, "")[:1]
+  state = population.stack([state_lib.create_state(model, optimizer, config.data,
+                                                   jax.random.key(0), mesh)], mesh)
+  step_fn = trainer.make_train_step(model, optimizer, config, mesh, replicas)
   data = Batcher(corpus, "train", config.train.global_batch_size, config.data.bucket_frames,
                  train=True, seed=config.seed, process_index=jax.process_index(),
                  process_count=jax.process_count())
@@ -102,7 +103,7 @@ def main():
   batches = [batch for batch, _ in zip(data.forever(), range(args.steps))]
 
   seen, compile_times, steady, frames = set(), [], [], 0
-  key = jax.random.key(1)
+  key = population.stack([jax.random.key(1)], mesh)
   for local in batches:
     bucket = local["frame_mask"].shape[1]
     batch = sharding.global_batch(local, mesh)

@@ -1,8 +1,9 @@
 """A sampling-density sweep on SynthTalk: four runs trained as one program.
 
-  python train.py --config configs/sweep_density.py --workdir runs/sweep
-  python evaluate.py --ckpt runs/sweep
-  python -m mmtalker_jax.viz.sweep runs/sweep
+  python train.py --config configs/sweep_density.py --workdir runs/sweep \
+      [--config.sweep.seeds=0,1,2]
+  python evaluate.py --ckpt runs/sweep --out sweep.json
+  python -m mmtalker_jax.viz.sweep runs/sweep --results sweep.json
 
 `--config configs/sweep_density.py:tiny` sweeps on top of configs/tiny.py
 (seconds; for tests and smoke runs).
@@ -39,8 +40,19 @@ def get_config(base: str = "default") -> ml_collections.ConfigDict:
       f"area_k{k}": dict(base, num_points=k, mode="area"),
       f"learned_k{k}_alpha0": dict(base, num_points=k, alpha=0.0),
   })
-  # Devices along the mesh's member axis: members spread over them instead of
-  # every device holding every member (must divide the member count and the
-  # device count; the rest of the devices split the batch).
+  # Seeds: every member is trained once per seed (parameter initialisation,
+  # batch order and sample stream come from it), in members/<name>/seed_<s>/
+  # when there are several: --config.sweep.seeds=0,1,2. evaluate.py then gives
+  # each member's mean and 95% interval over seeds, and its paired difference
+  # from `reference` (see docs/sweeps.md).
+  config.sweep.seeds = (0,)
+  config.sweep.reference = f"learned_k{k}"
+  # Replicas per program, trained one program after another: 0 is one seed's
+  # members per program, so memory does not grow with the seeds;
+  # members x seeds puts every replica in one program (one compile per bucket).
+  config.sweep.group_size = 0
+  # Devices along the mesh's member axis: replicas spread over them instead of
+  # every device holding every replica (must divide the replicas of a program
+  # and the device count; the rest of the devices split the batch).
   config.sweep.member_devices = 1
   return config

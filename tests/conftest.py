@@ -53,6 +53,23 @@ def tiny_config():
   return tiny.get_config()
 
 
+@pytest.fixture()
+def one_job_at_a_time(tmp_path_factory):
+  """Held while a test runs a multi-process job: pytest-xdist's workers never
+  run two at once. Each job meets through its own coordinator, but XLA:CPU
+  connects the devices of every job over gloo on loopback ports of the one
+  machine. Once, in CI, a job whose peer the test kills aborted on a gloo
+  message-size mismatch ("Is there a distributed collective mismatch") while
+  another multi-process test ran beside it; that the two jobs were connected
+  is not established, but kept apart they cannot be."""
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    base = base.parent
+  with open(os.path.join(str(base), "multiprocess_job.lock"), "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    yield
+
+
 def shared_folder(tmp_path_factory, name: str, build) -> str:
   """A folder all of this session's pytest-xdist workers share: the first worker
   to ask calls build(path) (the others wait for it); pytest rotates it away with

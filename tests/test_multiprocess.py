@@ -112,7 +112,8 @@ def assert_same_logs(a, b):
 
 
 @pytest.mark.slow
-def test_two_processes_train_fail_resume_and_evaluate_as_one(tmp_path, tiny_corpus_root):
+def test_two_processes_train_fail_resume_and_evaluate_as_one(tmp_path, tiny_corpus_root,
+                                                            one_job_at_a_time):
   ref, multi = tmp_path / "ref", tmp_path / "multi"
   run(train_args(ref, tiny_corpus_root, STEPS), 1)
 
@@ -163,7 +164,7 @@ def test_two_processes_train_fail_resume_and_evaluate_as_one(tmp_path, tiny_corp
   assert table["static_template"]["lve"] > table["model"]["lve"]
 
 
-def test_bad_job_flags_get_one_line(tmp_path, tiny_corpus_root):
+def test_bad_job_flags_get_one_line(tmp_path, tiny_corpus_root, one_job_at_a_time):
   args = train_args(tmp_path / "w", tiny_corpus_root, 2)
   port = free_port()
   (code, _, err), = finish([subprocess.Popen(
@@ -204,7 +205,8 @@ def test_bad_job_flags_get_one_line(tmp_path, tiny_corpus_root):
 
 
 @pytest.mark.slow
-def test_sweep_members_spread_over_two_processes_train_and_save(tmp_path, tiny_corpus_root):
+def test_sweep_members_spread_over_two_processes_train_and_save(tmp_path, tiny_corpus_root,
+                                                               one_job_at_a_time):
   """A 4-member sweep on a (member 2, data 2) mesh whose devices live in two
   processes: every member saves each checkpoint once (Orbax's multi-host
   protocol, one manager per member; concurrent saves used to collide), and the

@@ -1,4 +1,4 @@
-"""Sweeps: members trained as one vmapped program, each an ordinary run."""
+"""Sweeps: members x seeds trained as one vmapped program, each replica an ordinary run."""
 
 import json
 import os
@@ -18,7 +18,8 @@ from configs import sweep_density
 from mmtalker_jax.data.corpus import Corpus
 from mmtalker_jax.data.pipeline import Batcher
 from mmtalker_jax.models.mmtalker import build_model
-from mmtalker_jax.training import checkpoint, members, sharding, trainer
+from mmtalker_jax.data.pipeline import zipped
+from mmtalker_jax.training import checkpoint, population, sharding, trainer
 from mmtalker_jax.training.optimizer import make_optimizer
 from mmtalker_jax.training.state import create_state
 from tests.devices import run_on_eight_devices
@@ -48,7 +49,7 @@ def small_sweep(data_root=None):
 
 def test_members_apply_overrides_and_name_bad_ones():
   config = sweep_density.get_config()
-  runs = members.members_of(config, "/w")
+  runs = population.replicas_of(config, "/w")
   assert [r.name for r in runs] == sorted(config.sweep.members.keys())
   by_name = {r.name: r for r in runs}
   assert by_name["learned_k64"].num_points == 64
@@ -60,53 +61,111 @@ def test_members_apply_overrides_and_name_bad_ones():
   seeds = [r.config.sampler.seed for r in runs]
   assert len(set(seeds)) == len(seeds) and 0 not in seeds
   config.sweep.members = {"learned_k64": dict(num_points=64)}
-  assert members.members_of(config, "/w")[0].config.sampler.seed == by_name["learned_k64"].config.sampler.seed
+  assert population.replicas_of(config, "/w")[0].config.sampler.seed == by_name["learned_k64"].config.sampler.seed
   config.sweep.members = {"bad": dict(temprature=2.0)}
   with pytest.raises(ValueError, match="'bad'.*temprature"):
-    members.members_of(config, "/w")
+    population.replicas_of(config, "/w")
   config.sweep.members = {"worse": dict(mode="uniform")}
   with pytest.raises(ValueError, match="'worse'.*mode"):
-    members.members_of(config, "/w")
+    population.replicas_of(config, "/w")
+
+
+def test_seeds_replicate_every_member_in_seed_major_programs():
+  config = sweep_density.get_config()
+  config.sweep.seeds = (0, 1, 2)
+  runs = population.replicas_of(config, "/w")
+  names = sorted(config.sweep.members.keys())
+  assert [(r.member, r.seed) for r in runs] == [(n, s) for s in (0, 1, 2) for n in names]
+  assert runs[0].workdir == f"/w/members/{names[0]}/seed_0"
+  assert runs[0].name == f"{names[0]}/seed_0"
+  assert [r.config.seed for r in runs] == [s for s in (0, 1, 2) for _ in names]
+  # A member's sample stream is its own in every seed; the seed changes it.
+  k64 = [r for r in runs if r.member == "learned_k64"]
+  assert len({r.config.sampler.seed for r in k64}) == 1
+  keys = {str(jax.random.key_data(population.sample_key(r.config))) for r in k64}
+  assert len(keys) == 3
+  # Programs: one seed's members by default, any size on request.
+  assert [[(r.member, r.seed) for r in g] for g in population.groups(config, runs)] == [
+      [(n, s) for n in names] for s in (0, 1, 2)]
+  config.sweep.group_size = 12
+  assert [len(g) for g in population.groups(config, runs)] == [12]
+  config.sweep.group_size = 5
+  assert [len(g) for g in population.groups(config, runs)] == [5, 5, 2]
+  for bad in ((0, 0), (-1,)):
+    config.sweep.seeds = bad
+    with pytest.raises(ValueError, match="distinct seeds"):
+      population.replicas_of(config, "/w")
+  # A plain config is a population of one: the run itself.
+  plain = sweep_density.get_config()
+  del plain["sweep"]
+  one, = population.replicas_of(plain, "/w")
+  assert (one.name, one.workdir, one.config is plain) == ("model", "/w", True)
+
+
+def single_run(model, optimizer, run, corpus, mesh, buckets, steps):
+  """`run` trained alone for `steps` steps, as train.py would: its own seed,
+  batches, sample stream; the parameters and the first batch's vertices."""
+  config = run.config
+  state = create_state(model, optimizer, config.data,
+                       jax.random.fold_in(jax.random.key(config.seed), 0), mesh)
+  first = jax.tree_util.tree_leaves(state.params)
+  state = population.stack([state], mesh)
+  key = population.stack([population.sample_key(config)], mesh)
+  step = trainer.make_train_step(model, optimizer, config, mesh, [run])
+  data = Batcher(corpus, "train", config.train.global_batch_size, buckets, train=True,
+                 seed=config.seed)
+  for _, local in zip(range(steps), data.forever()):
+    state, metrics = step(state, sharding.global_batch(local, mesh), key)
+  return first, [x[0] for x in jax.tree_util.tree_leaves(state.params)], metrics["loss"][0]
 
 
 @pytest.mark.slow
-def test_vmapped_sweep_trains_each_member_as_a_single_run(tiny_corpus_root, tmp_path):
-  """Three steps of the stacked, vmapped, point-masked program equal three single runs."""
+def test_vmapped_sweep_trains_each_replica_as_a_single_run(tiny_corpus_root, tmp_path):
+  """Two members x two seeds in one program (batches of the two seeds stacked,
+  padded to the longer bucket) equal four single runs after three steps; the
+  members of a seed start from the same parameters and see the same batches."""
   config = small_sweep(tiny_corpus_root)
+  config.sweep.seeds = (0, 3)  # 3: its first epoch takes the buckets in another order
   config.data.cache_dir = str(tmp_path / "cache")
+  buckets, steps = (59, 64), 2  # the tiny corpus: 2 sequences of 59 frames, 6 of 60
   corpus = Corpus(config.data)
-  batches = list(zip(range(3), Batcher(corpus, "train", config.train.global_batch_size,
-                                       (64,), train=True, seed=0).forever()))
   model = build_model(config, corpus.assets, len(corpus.train_subjects))
   optimizer = make_optimizer(config.train)
   mesh = sharding.make_mesh()
-  init = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
-  runs = members.members_of(config, str(tmp_path))
+  runs = population.replicas_of(config, str(tmp_path))
+  assert [(r.member, r.seed) for r in runs] == [
+      ("k16_hot", 0), ("k32_area", 0), ("k16_hot", 3), ("k32_area", 3)]
 
-  state = members.stack([init] * len(runs), mesh)
-  keys = members.stack([members.sample_key(r.config) for r in runs], mesh)
+  inits = {s: create_state(model, optimizer, config.data,
+                           jax.random.fold_in(jax.random.key(s), 0), mesh) for s in (0, 3)}
+  state = population.stack([inits[r.seed] for r in runs], mesh)
+  keys = population.stack([population.sample_key(r.config) for r in runs], mesh)
   step = trainer.make_train_step(model, optimizer, config, mesh, runs)
-  for _, local in batches:
-    state, metrics = step(state, sharding.global_batch(local, mesh), keys)
-  assert metrics["loss"].shape == (2,)
+  batchers = [Batcher(corpus, "train", config.train.global_batch_size, buckets, train=True,
+                      seed=s) for s in (0, 3)]
+  alone = [[b["frame_mask"].shape[1] for _, b in zip(range(steps), x.forever())] for x in batchers]
+  assert alone[0] != alone[1], "the test should see the two seeds in different buckets"
+  for _, local in zip(range(steps), zipped(batchers)):
+    assert local["vertices"].shape[0] == 2
+    state, metrics = step(state, sharding.global_batch(local, mesh, stacked=True), keys)
+  assert metrics["loss"].shape == (4,)
 
   for i, run in enumerate(runs):
-    single = create_state(model, optimizer, config.data, jax.random.key(0), mesh)
-    single_step = trainer.make_train_step(model, optimizer, run.config, mesh, [run])
-    for _, local in batches:
-      single, single_metrics = single_step(single, sharding.global_batch(local, mesh),
-                                           members.sample_key(run.config))
-    np.testing.assert_allclose(metrics["loss"][i], single_metrics["loss"], rtol=1e-5)
-    for a, b in zip(jax.tree_util.tree_leaves(single.params),
-                    jax.tree_util.tree_leaves(state.params)):
+    first, params, loss = single_run(model, optimizer, run, corpus, mesh, buckets, steps)
+    np.testing.assert_allclose(metrics["loss"][i], loss, rtol=1e-5)
+    for a, b in zip(params, jax.tree_util.tree_leaves(state.params)):
       np.testing.assert_allclose(b[i], a, rtol=1e-4, atol=1e-5)
-  # The members did learn different things.
+    # Common random numbers: a seed's members start where the seed's run starts.
+    for a, b in zip(first, jax.tree_util.tree_leaves(inits[run.seed].params)):
+      np.testing.assert_array_equal(a, b)
   logits = np.asarray(state.params["face_logits"])
-  assert np.abs(logits[0] - logits[1]).max() > 1e-4
+  assert np.abs(logits[0] - logits[1]).max() > 1e-4  # members of a seed learn differently
+  assert np.abs(logits[0] - logits[2]).max() > 1e-4  # and so do the seeds of a member
 
 
 def sweep_args(workdir, root, steps=4, every=2):
   return ["train.py", "--config", "configs/sweep_density.py:tiny", "--workdir", str(workdir),
+          "--config.sweep.seeds=0,1",
           f"--config.data.root={root}", f"--config.train.num_steps={steps}",
           f"--config.train.eval_every={every}", f"--config.train.log_every={every}",
           *(f"--config.model.{k}={v}" for k, v in SHALLOW.items())]
@@ -114,91 +173,110 @@ def sweep_args(workdir, root, steps=4, every=2):
 
 def member_params(workdir, step):
   out = {}
-  for name, folder in members.sweep_member_dirs(str(workdir)).items():
-    mngr = checkpoint.manager(folder, 1, read_only=True)
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    out[name] = jax.tree_util.tree_leaves(state["state"]["params"])
+  for name, seeds in population.replica_dirs(str(workdir)).items():
+    for seed, folder in seeds.items():
+      mngr = checkpoint.manager(folder, 1, read_only=True)
+      state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+      out[name, seed] = jax.tree_util.tree_leaves(state["state"]["params"])
   return out
 
 
 @pytest.mark.slow
 def test_sweep_cli_trains_evaluates_resumes_and_plots(tiny_corpus_root, tmp_path):
-  """One sweep through train.py, evaluate.py and viz.sweep; a SIGKILLed sweep
-  restarted; NaN in one member on a copy of it."""
+  """Four members x two seeds (two programs) through train.py, evaluate.py and
+  viz.sweep; a SIGKILLed sweep restarted; NaN in one replica on a copy of it."""
   a, c = tmp_path / "a", tmp_path / "c"
-  steps, every = 4, 2
+  steps, every, seeds = 4, 2, (0, 1)
   proc = cli(*sweep_args(a, tiny_corpus_root, steps, every))
   assert proc.returncode == 0, proc.stderr[-3000:]
   names = sorted(sweep_density.get_config("tiny").sweep.members.keys())
   assert sorted(os.listdir(a / "members")) == names
   for name in names:
-    run = a / "members" / name
-    assert sorted(int(s) for s in os.listdir(run / "checkpoints") if s.isdigit()) == [2, 4]
-    cfg = json.loads((run / "config.json").read_text())
-    assert "sweep" not in cfg
-    assert cfg["sampler"]["num_points"] == (16 if name == "learned_k16" else 64)
-    logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in logged if "val_lve" in r] == [2, 4]
+    assert sorted(os.listdir(a / "members" / name)) == ["seed_0", "seed_1"]
+    for seed in seeds:
+      run = a / "members" / name / f"seed_{seed}"
+      assert sorted(int(s) for s in os.listdir(run / "checkpoints") if s.isdigit()) == [2, 4]
+      cfg = json.loads((run / "config.json").read_text())
+      assert "sweep" not in cfg and cfg["seed"] == seed
+      assert cfg["sampler"]["num_points"] == (16 if name == "learned_k16" else 64)
+      logged = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+      assert [r["step"] for r in logged if "val_lve" in r] == [2, 4]
   reference = member_params(a, steps)
-  # Paired: members start equal and see the same batches, but train differently.
+  # Paired: a seed's members start equal and see the same batches, but train
+  # differently; a member's seeds differ.
   assert any(np.abs(x - y).max() > 0 for x, y in
-             zip(reference["learned_k64"], reference["area_k64"]))
+             zip(reference["learned_k64", 0], reference["area_k64", 0]))
+  assert any(np.abs(x - y).max() > 0 for x, y in
+             zip(reference["learned_k64", 0], reference["learned_k64", 1]))
 
-  # SIGKILLed as soon as the first member's first checkpoint appears (the
-  # others' saves of that step may or may not have finished), then the same
-  # command again: it resumes from the newest step every member holds (a
-  # member ahead keeps its extra step) and ends as if never stopped.
+  # SIGKILLed as soon as the first replica's first checkpoint appears (the
+  # others' saves of that step may or may not have finished; the second
+  # program has not started), then the same command again: it resumes from
+  # the newest step every replica of a program holds and ends as if never stopped.
   proc = subprocess.Popen([sys.executable, *sweep_args(c, tiny_corpus_root, steps, every)],
                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  first = c / "members" / names[0] / "checkpoints" / str(every)
+  first = c / "members" / names[0] / "seed_0" / "checkpoints" / str(every)
   deadline = time.time() + 300
   while not first.is_dir() and time.time() < deadline and proc.poll() is None:
     time.sleep(0.02)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  done = [checkpoint.complete_steps(str(c / "members" / n)) for n in names]
+  done = [checkpoint.complete_steps(str(c / "members" / n / "seed_0")) for n in names]
   assert not all(steps in d for d in done), "the sweep finished before it could be killed"
   proc = cli(*sweep_args(c, tiny_corpus_root, steps, every))
   assert proc.returncode == 0, proc.stderr[-3000:]
   resumed = member_params(c, steps)
-  for name in names:
-    for x, y in zip(reference[name], resumed[name]):
+  for name, seed in reference:
+    for x, y in zip(reference[name, seed], resumed[name, seed]):
       np.testing.assert_array_equal(x, y)
-    assert ((a / "members" / name / "metrics.jsonl").read_text()
-            == (c / "members" / name / "metrics.jsonl").read_text())
+    log = os.path.join("members", name, f"seed_{seed}", "metrics.jsonl")
+    assert (a / log).read_text() == (c / log).read_text()
 
-  # evaluate.py: a row per member beside the baselines, and the JSON the issue describes.
+  # evaluate.py: a row per replica, each member's mean and interval over
+  # seeds, differences from the reference, and the JSON the issue describes.
   out = tmp_path / "sweep.json"
   proc = cli("evaluate.py", "--ckpt", str(a), "--split", "val", "--out", str(out))
   assert proc.returncode == 0, proc.stderr[-3000:]
   table = proc.stdout.splitlines()
   for name in names:
-    assert any(line.startswith(name.replace("_", " ")) for line in table), proc.stdout
+    assert any(line.startswith(name.replace("_", " ") + "/seed 1") for line in table)
+    assert any(line.startswith(name + " ") and "+-" in line for line in table), proc.stdout
+  assert any(line.startswith("difference from learned_k64") for line in table)
   result = json.loads(out.read_text())
-  assert sorted(result["members"]) == names
-  assert set(result) >= {"members", "static_template", "mean_motion", "scale", "split",
-                         "sequences"}
-  k64 = result["members"]["learned_k64"]
-  assert k64["settings"]["num_points"] == 64 and k64["step"] in (2, 4)
-  # Each member is an ordinary run: evaluating it alone gives its row.
+  assert sorted(result["members"]) == names and result["reference"] == "learned_k64"
+  assert sorted(result["differences"]) == [n for n in names if n != "learned_k64"]
+  assert set(result) >= {"members", "reference", "differences", "static_template",
+                         "mean_motion", "split", "sequences", "method"}
+  k64, k16 = result["members"]["learned_k64"], result["members"]["learned_k16"]
+  assert k64["settings"]["num_points"] == 64 and set(k64["steps"]) == {"0", "1"}
+  lve = [k64["seeds"][str(s)]["lve"] for s in seeds]
+  assert k64["mean"]["lve"] == pytest.approx(np.mean(lve), rel=1e-9)
+  lo, hi = k64["ci95"]["lve"]
+  half = 12.7062 * np.std(lve, ddof=1) / np.sqrt(2)  # t(0.975, 1)
+  assert (lo, hi) == pytest.approx((np.mean(lve) - half, np.mean(lve) + half), rel=1e-4)
+  diff = result["differences"]["learned_k16"]["lve"]
+  assert diff["mean"] == pytest.approx(k16["mean"]["lve"] - k64["mean"]["lve"], rel=1e-6)
+  # Each replica is an ordinary run: evaluating it alone gives its numbers.
   single = tmp_path / "single.json"
-  proc = cli("evaluate.py", "--ckpt", str(a / "members" / "learned_k64"), "--split", "val",
-             "--out", str(single))
+  proc = cli("evaluate.py", "--ckpt", str(a / "members" / "learned_k64" / "seed_1"),
+             "--split", "val", "--out", str(single))
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert json.loads(single.read_text())["model"]["lve"] == pytest.approx(k64["lve"], rel=1e-6)
+  assert json.loads(single.read_text())["model"]["lve"] == pytest.approx(lve[1], rel=1e-6)
   proc = cli("evaluate.py", "--ckpt", str(a), "--long", "5")
   assert proc.returncode == 2 and "members/NAME" in proc.stderr
   assert len(proc.stderr.strip().splitlines()) == 1
 
-  # A NaN in one member stops the sweep naming it; no member loses a checkpoint.
+  # A NaN in one replica stops the sweep naming it; no replica loses a checkpoint.
   nan = tmp_path / "nan"
   shutil.copytree(a, nan)
   proc = cli(*sweep_args(nan, tiny_corpus_root, 8, every),
              "--config.sweep.members.learned_k16.temperature=1e-38")
   assert proc.returncode == 3, proc.stderr[-3000:]
-  assert "'learned_k16'" in proc.stderr and "loss is nan at step 6" in proc.stderr
+  assert "'learned_k16/seed_0'" in proc.stderr and "loss is nan at step 6" in proc.stderr
   for name in names:
-    assert sorted(os.listdir(nan / "members" / name / "checkpoints")) == ["2", "4"]
+    for seed in seeds:
+      assert sorted(os.listdir(nan / "members" / name / f"seed_{seed}" / "checkpoints")) == [
+          "2", "4"]
 
   png = tmp_path / "sweep.png"
   proc = cli("-m", "mmtalker_jax.viz.sweep", str(a), "--results", str(out), "--out", str(png))
@@ -215,7 +293,7 @@ MEMBER_AXIS = textwrap.dedent("""
     from mmtalker_jax.data.corpus import Corpus
     from mmtalker_jax.data.pipeline import Batcher
     from mmtalker_jax.models.mmtalker import build_model
-    from mmtalker_jax.training import members, sharding, trainer
+    from mmtalker_jax.training import population, sharding, trainer
     from mmtalker_jax.training.optimizer import make_optimizer
     from mmtalker_jax.training.state import create_state
     assert jax.device_count() == 8
@@ -227,12 +305,12 @@ MEMBER_AXIS = textwrap.dedent("""
     local = next(Batcher(corpus, "train", 4, (64,), train=True).epoch(0))
     model = build_model(cfg, corpus.assets, len(corpus.train_subjects))
     optimizer = make_optimizer(cfg.train)
-    runs = members.members_of(cfg, "/unused")
+    runs = population.replicas_of(cfg, "/unused")
 
     def one_step(mesh):
       init = create_state(model, optimizer, cfg.data, jax.random.key(0), mesh)
-      state = members.stack([init] * len(runs), mesh)
-      keys = members.stack([members.sample_key(r.config) for r in runs], mesh)
+      state = population.stack([init] * len(runs), mesh)
+      keys = population.stack([population.sample_key(r.config) for r in runs], mesh)
       step = trainer.make_train_step(model, optimizer, cfg, mesh, runs)
       batch = sharding.global_batch(local, mesh)
       state, metrics = step(state, batch, keys)

@@ -121,6 +121,22 @@ class Batcher:
       yield from self.epoch(epoch, skip)
       epoch, skip = epoch + 1, 0
 
+  def pad_to(self, batch: dict[str, np.ndarray], frames: int) -> dict[str, np.ndarray]:
+    """`batch` padded at the end to `frames` mesh frames (a larger bucket), as
+    `_assemble` pads a short sequence: silence, zero vertices, frame mask 0."""
+    t = batch["frame_mask"].shape[1]
+    if frames == t:
+      return batch
+    n_feat = alignment.num_feature_frames(frames, self.corpus.fps, self.feature_rate)
+    params = dict(self.corpus.cfg.features)
+
+    def pad(x, length, value=0.0):
+      return np.pad(x, [(0, 0), (0, length - x.shape[1])] + [(0, 0)] * (x.ndim - 2),
+                    constant_values=value)
+
+    return dict(batch, audio=pad(batch["audio"], n_feat, audio_lib.padding_value(params)),
+                vertices=pad(batch["vertices"], frames), frame_mask=pad(batch["frame_mask"], frames))
+
   def _assemble(self, bucket: int, rows: list[int], starts: list[int]) -> dict[str, np.ndarray]:
     corpus = self.corpus
     fps = corpus.fps
@@ -159,6 +175,22 @@ class Batcher:
       batch["style"][r] = corpus.style_index(seq.subject)
       batch["seq_index"][r] = i
     return batch
+
+
+def zipped(batchers: list[Batcher], start_batch: int = 0) -> Iterator[dict[str, np.ndarray]]:
+  """Training batches of several batchers (one per seed) taken in step.
+
+  One batcher: its batches as they are. Several: at each step their batches
+  padded to the longest of them and stacked on a new leading axis [S, b, ...].
+  """
+  streams = [b.forever(start_batch) for b in batchers]
+  if len(streams) == 1:
+    yield from streams[0]
+    return
+  for batches in zip(*streams):
+    frames = max(x["frame_mask"].shape[1] for x in batches)
+    padded = [b.pad_to(x, frames) for b, x in zip(batchers, batches)]
+    yield {k: np.stack([x[k] for x in padded]) for k in padded[0]}
 
 
 def prefetch(iterator: Iterator, size: int = 2) -> Iterator:

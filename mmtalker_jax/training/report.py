@@ -54,11 +54,56 @@ def write_json(path: str, result: dict, scale: dict, split: str, step: int,
   fileio.write_text(path, json.dumps(out, indent=2, sort_keys=True) + "\n")
 
 
-def write_sweep_json(path: str, result: dict, scale: dict, split: str,
-                     settings: dict[str, dict], steps: dict[str, int]) -> None:
-  """A sweep's table: {'members': {name: {metrics..., 'settings', 'step'}}, baselines, ...}."""
-  out = {"members": {name: {**_numbers(result[name]), "settings": settings[name],
-                            "step": steps[name]} for name in settings}}
-  out.update({row: _numbers(result[row]) for row in rows(result) if row not in settings})
-  out.update(scale=scale, split=split, sequences=result["sequences"])
+def population_table(summary: dict, scale: dict[str, float]) -> str:
+  """Each member's mean +- half the 95% interval over seeds, then each paired
+  difference from the reference with its interval (`intervals.summarize`)."""
+  names = list(summary["members"])
+  width = max(16, max(len(n) for n in names) + 2)
+  head = f"{'':<{width}}" + "".join(f"{_TITLE[k] + ' x' + _exp(scale[k]):>20}" for k in METRICS)
+  lines = [head]
+  for name, row in summary["members"].items():
+    lines.append(f"{name:<{width}}" + "".join(
+        f"{_pm(row['mean'][k], row['ci95'][k], scale[k]):>20}" for k in METRICS))
+  lines.append(f"difference from {summary['reference']} (mean [95% interval]; * excludes 0):")
+  for name, row in summary["differences"].items():
+    lines.append(f"{name:<{width}}" + "".join(
+        f"{_diff(row[k]['mean'], row[k]['ci95'], scale[k]):>20}" for k in METRICS))
+  return "\n".join(lines)
+
+
+def _pm(mean: float, ci: list[float] | None, scale: float) -> str:
+  if math.isnan(mean):
+    return "n/a"
+  if ci is None:
+    return f"{mean * scale:.4f}"
+  return f"{mean * scale:.4f} +- {(ci[1] - ci[0]) / 2 * scale:.4f}"
+
+
+def _diff(mean: float, ci: list[float] | None, scale: float) -> str:
+  if math.isnan(mean):
+    return "n/a"
+  if ci is None:
+    return f"{mean * scale:+.4f}"
+  star = "*" if ci[0] > 0 or ci[1] < 0 else " "
+  return f"{mean * scale:+.4f} [{ci[0] * scale:+.4f},{ci[1] * scale:+.4f}]{star}"
+
+
+def write_population_json(path: str, summary: dict, baselines: dict, scale: dict, split: str,
+                          sequences: int, settings: dict[str, dict],
+                          steps: dict[str, dict[str, int]]) -> None:
+  """A population's numbers, unscaled: `intervals.summarize`'s, with each member's
+  sampler settings and checkpoint step per seed, the two baselines, scale, split
+  and sequence count."""
+  def clean(x):
+    if isinstance(x, dict):
+      return {k: clean(v) for k, v in x.items()}
+    if isinstance(x, list):
+      return [clean(v) for v in x]
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+  out = clean(summary)
+  for name, row in out["members"].items():
+    row.update(settings=settings[name], steps=steps[name])
+  out.update({row: _numbers(baselines[row]) for row in ("static_template", "mean_motion")})
+  out.update(scale=scale, split=split, sequences=sequences)
   fileio.write_text(path, json.dumps(out, indent=2, sort_keys=True) + "\n")

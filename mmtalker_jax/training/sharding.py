@@ -2,12 +2,12 @@
 
 One code path from one CPU to a pod. The mesh has two axes:
 
-  member  sweep members (`config.sweep.member_devices`; 1 for a single run),
+  member  a population's replicas (`config.sweep.member_devices`; 1 for a single run),
   data    the batch, split over the rest of the devices of every host.
 
-Parameters and optimizer state are replicated over `data`; a sweep's stacked
-states are split over `member`. Batches are split over `data` and repeated
-over `member` (every member sees the same batch). Each member group holds
+Parameters and optimizer state are replicated over `data`; a population's
+stacked states are split over `member`. Batches are split over `data` and
+repeated over `member` (replicas of one seed see the same batch). Each member group holds
 devices of every host, so each host still feeds only its own batch rows.
 """
 
@@ -50,7 +50,12 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA))
 
 
-def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-  """Assembles each host's rows into global arrays sharded along the batch axis."""
-  sharding = batch_sharded(mesh)
+def global_batch(local: dict[str, np.ndarray], mesh: Mesh,
+                 stacked: bool = False) -> dict[str, jax.Array]:
+  """Assembles each host's rows into global arrays sharded along the batch axis.
+
+  stacked: the arrays are [S, b, ...], one batch per seed of a population
+  (`pipeline.zipped`); the batch axis is then the second.
+  """
+  sharding = NamedSharding(mesh, P(None, DATA)) if stacked else batch_sharded(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}

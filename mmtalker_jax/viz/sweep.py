@@ -1,10 +1,11 @@
 """A sweep's metrics against K: `python -m mmtalker_jax.viz.sweep runs/sweep [--results R.json]`.
 
 Three panels (LVE, EVE, |FDD|) against the number of points K, one line per
-sampling setting (mode, alpha, temperature, epsilon). By default each
-member's best validation entry in its metrics.jsonl (the checkpoint
-evaluate.py picks); with --results, the numbers of `evaluate.py --ckpt SWEEP
---out R.json` (any split).
+sampling setting (mode, alpha, temperature, epsilon); each point is a
+member's mean over seeds with its 95% interval as an error bar (none with one
+seed; see training/intervals.py). By default each run's best validation entry
+in its metrics.jsonl (the checkpoint evaluate.py picks); with --results, the
+numbers of `evaluate.py --ckpt SWEEP --out R.json` (any split).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 
 from mmtalker_jax import fileio
 from mmtalker_jax.errors import InputError, exit_on_input_error
-from mmtalker_jax.training.members import is_sweep_dir, sweep_member_dirs
+from mmtalker_jax.training import intervals, population
 from mmtalker_jax.viz.curves import read_metrics, save_png
 
 PANELS = (("lve", "LVE", 1e5), ("eve", "EVE", 1e5), ("fdd_abs", "|FDD|", 1e5))
@@ -23,26 +24,32 @@ _DEFAULTS = {"alpha": 1.0, "temperature": 1.0, "epsilon": 0.0}
 
 
 def member_points(workdir: str, results: str | None = None) -> tuple[dict[str, dict], str]:
-  """({name: {'settings', metric: value}}, what the numbers are)."""
-  if not is_sweep_dir(workdir):
+  """({name: {'settings', 'mean': {metric: value}, 'ci95': {metric: [lo, hi] or None}}},
+  what the numbers are)."""
+  if not population.is_population_dir(workdir):
     raise InputError(workdir, "not a sweep's workdir (no members/ folder): pass the "
                      "--workdir of train.py with a sweep config")
-  out = {}
   if results:
     data = fileio.read_json(results)
-    if "members" not in data:
+    rows = data.get("members")
+    if not isinstance(rows, dict) or not all("mean" in r for r in rows.values()):
       raise InputError(results, "not a sweep's results: write it with evaluate.py --ckpt SWEEP --out")
-    for name, row in data["members"].items():
-      out[name] = dict(row)
-    return out, f"{data.get('split', '?')} split"
-  for name, folder in sweep_member_dirs(workdir).items():
-    settings = fileio.read_json(os.path.join(folder, "config.json"))["sampler"]
-    vals = [r for r in read_metrics(os.path.join(folder, "metrics.jsonl")) if "val_lve" in r]
-    if not vals:
-      raise InputError(os.path.join(folder, "metrics.jsonl"), "holds no validation entry yet")
-    best = min(vals, key=lambda r: r["val_lve"])
-    out[name] = {"settings": settings, **{k: best[f"val_{k}"] for k, _, _ in PANELS}}
-  return out, "validation, each member's best step"
+    return ({name: dict(row) for name, row in rows.items()},
+          f"{data.get('split', '?')} split; mean, 95% interval over seeds")
+  out = {}
+  for name, seeds in population.replica_dirs(workdir).items():
+    best = []
+    for folder in seeds.values():
+      vals = [r for r in read_metrics(os.path.join(folder, "metrics.jsonl")) if "val_lve" in r]
+      if not vals:
+        raise InputError(os.path.join(folder, "metrics.jsonl"), "holds no validation entry yet")
+      best.append(min(vals, key=lambda r: r["val_lve"]))
+    settings = fileio.read_json(os.path.join(next(iter(seeds.values())), "config.json"))["sampler"]
+    row = {"settings": settings, "mean": {}, "ci95": {}}
+    for k, _, _ in PANELS:
+      row["mean"][k], row["ci95"][k] = intervals.interval([b[f"val_{k}"] for b in best])
+    out[name] = row
+  return out, "val, best step; mean, 95% interval over seeds"
 
 
 def group_label(settings: dict) -> str:
@@ -63,17 +70,25 @@ def plot(points: dict[str, dict], title: str, out: str) -> None:
         (int(row["settings"]["num_points"]), row))
   fig, axes = plt.subplots(1, len(PANELS), figsize=(13, 4))
   for ax, (key, name, scale) in zip(axes, PANELS):
-    for label, rows in sorted(groups.items()):
+    for g, (label, rows) in enumerate(sorted(groups.items())):
       rows.sort(key=lambda r: r[0])
-      xs = [k for k, _ in rows]
-      ys = [r[key] * scale if r[key] is not None else float("nan") for _, r in rows]
-      ax.plot(xs, ys, marker="o", label=label)
+      # Settings that share a K are set a little apart, so no bar hides another.
+      xs = [k * 1.04 ** (g - (len(groups) - 1) / 2) for k, _ in rows]
+      ys = [_value(r["mean"].get(key)) * scale for _, r in rows]
+      cis = [r.get("ci95", {}).get(key) for _, r in rows]
+      below = [y - ci[0] * scale if ci else 0.0 for y, ci in zip(ys, cis)]
+      above = [ci[1] * scale - y if ci else 0.0 for y, ci in zip(ys, cis)]
+      ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=4, label=label)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sampled points K (per batch row by default)")
-    ax.set_title(f"{name} x1e-5 ({title})")
+    ax.set_title(f"{name} x1e-5 ({title})", fontsize=10)
     ax.grid(alpha=0.3)
   axes[0].legend()
   save_png(fig, out)
+
+
+def _value(v) -> float:
+  return float("nan") if v is None else float(v)
 
 
 def main(argv=None) -> int:
