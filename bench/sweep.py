@@ -1,7 +1,7 @@
 """A sweep trained as one program against its replicas trained one after another.
 
   python bench/sweep.py [--config configs/sweep_density.py] [--batches 16] [--wall-steps 150]
-                        [--seeds 0,1,2] [--group-size 12]
+                        [--seeds 0,1,2] [--group-size 12] [--sweep-only]
 
 1. The step (in this process, on the same batches loaded up front): the
    vmapped step of the first program's M replicas (members x seeds, as
@@ -206,7 +206,8 @@ def run_train(args: list[str], peaks: list[float]) -> float:
   return wall
 
 
-def bench_wall(config, config_path: str, overrides: list[str], steps: int) -> None:
+def bench_wall(config, config_path: str, overrides: list[str], steps: int,
+               sweep_only: bool = False) -> None:
   from mmtalker_jax.training import population
 
   common = [f"--config.train.num_steps={steps}", f"--config.train.eval_every={steps}",
@@ -228,14 +229,18 @@ def bench_wall(config, config_path: str, overrides: list[str], steps: int) -> No
                         "--compile_cache", os.path.join(tmp, "cache_members"), *common, *flags],
                        member_peaks)
 
-    half = len(runs) // 2
+    half = 0 if sweep_only else len(runs) // 2
     single = [member(run) for run in runs[:half]]
     sweep = run_train(["--config", config_path, "--workdir", os.path.join(tmp, "sweep"),
                        "--compile_cache", os.path.join(tmp, "cache_sweep"), *common, *overrides],
                       sweep_peak)
-    single += [member(run) for run in runs[half:]]
+    if not sweep_only:
+      single += [member(run) for run in runs[half:]]
   print(f"{steps}-step train.py wall (process start to exit, one evaluation at the end):")
   print(f"  the sweep ({len(runs)} replicas)   {sweep:7.1f} s")
+  if sweep_only:
+    print(f"peak RSS: the sweep {sweep_peak[0]:.2f} GiB")
+    return
   print(f"  replicas one after another  {sum(single):7.1f} s  ("
         + " + ".join(f"{s:.1f}" for s in single) + ")")
   print(f"  ratio                       {sweep / sum(single):7.3f}x")
@@ -246,8 +251,11 @@ def bench_wall(config, config_path: str, overrides: list[str], steps: int) -> No
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--config", default="configs/sweep_density.py")
-  parser.add_argument("--batches", type=int, default=32, help="batches timed in part 1")
+  parser.add_argument("--batches", type=int, default=32,
+                      help="batches timed in part 1 (0: skip)")
   parser.add_argument("--wall-steps", type=int, default=150, help="steps of part 2 (0: skip)")
+  parser.add_argument("--sweep-only", action="store_true",
+                      help="part 2 runs the sweep alone (its wall and peak memory)")
   parser.add_argument("--seeds", default=None, help="sweep.seeds, e.g. 0,1,2 (default: the config's)")
   parser.add_argument("--group-size", type=int, default=None,
                       help="sweep.group_size (default: the config's)")
@@ -262,9 +270,10 @@ def main():
   if args.group_size is not None:
     config.sweep.group_size = args.group_size
     overrides.append(f"--config.sweep.group_size={args.group_size}")
-  bench_step(config, args.config, args.batches)
+  if args.batches:
+    bench_step(config, args.config, args.batches)
   if args.wall_steps:
-    bench_wall(config, args.config, overrides, args.wall_steps)
+    bench_wall(config, args.config, overrides, args.wall_steps, args.sweep_only)
 
 
 if __name__ == "__main__":

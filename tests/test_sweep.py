@@ -265,6 +265,10 @@ def test_sweep_cli_trains_evaluates_resumes_and_plots(tiny_corpus_root, tmp_path
   proc = cli("evaluate.py", "--ckpt", str(a), "--long", "5")
   assert proc.returncode == 2 and "members/NAME" in proc.stderr
   assert len(proc.stderr.strip().splitlines()) == 1
+  wav = os.path.join(tiny_corpus_root, "wav", sorted(os.listdir(os.path.join(tiny_corpus_root, "wav")))[0])
+  proc = cli("predict.py", "--ckpt", str(a), "--audio", wav, "--out", str(tmp_path / "p.npy"))
+  assert proc.returncode == 2 and "members/NAME" in proc.stderr
+  assert len(proc.stderr.strip().splitlines()) == 1
 
   # A NaN in one replica stops the sweep naming it; no replica loses a checkpoint.
   nan = tmp_path / "nan"

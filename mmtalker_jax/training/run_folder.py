@@ -44,6 +44,9 @@ def resolve(path: str) -> tuple[str, int | None]:
     return parent, None
   if os.path.isdir(os.path.join(path, CHECKPOINTS)):
     return path, None
+  if os.path.isdir(os.path.join(path, "members")):
+    raise InputError(path, "a sweep's workdir: pass one of its runs, "
+                     f"{os.path.join(path, 'members', 'NAME')}[/seed_S]")
   raise InputError(path, f"holds no {CHECKPOINTS}/ folder: pass a run's workdir "
                    "(the --workdir of train.py) or one of its step folders")
 
