@@ -50,6 +50,11 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(DATA))
 
 
+def seed_batches_sharded(mesh: Mesh) -> NamedSharding:
+  """One batch per seed stacked on a leading axis [S, b, ...]: the batch axis split over `data`."""
+  return NamedSharding(mesh, P(None, DATA))
+
+
 def global_batch(local: dict[str, np.ndarray], mesh: Mesh,
                  stacked: bool = False) -> dict[str, jax.Array]:
   """Assembles each host's rows into global arrays sharded along the batch axis.
@@ -57,5 +62,5 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh,
   stacked: the arrays are [S, b, ...], one batch per seed of a population
   (`pipeline.zipped`); the batch axis is then the second.
   """
-  sharding = NamedSharding(mesh, P(None, DATA)) if stacked else batch_sharded(mesh)
+  sharding = seed_batches_sharded(mesh) if stacked else batch_sharded(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}

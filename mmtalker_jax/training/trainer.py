@@ -12,7 +12,6 @@ from typing import Callable
 import jax
 import ml_collections
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mmtalker_jax import fileio
 from mmtalker_jax.data.corpus import Corpus
@@ -116,7 +115,7 @@ def make_train_step(model, optimizer, config: ml_collections.ConfigDict, mesh,
     mapped = jax.vmap(each, in_axes=(0, None, 0, 0, 0, 0))
     extra = (slots, settings, mask)
   mem = sharding.member_sharded(mesh)
-  data = NamedSharding(mesh, P(None, sharding.DATA)) if stacked else sharding.batch_sharded(mesh)
+  data = sharding.seed_batches_sharded(mesh) if stacked else sharding.batch_sharded(mesh)
   return StepFn(jax.jit(mapped, in_shardings=(mem, data, mem) + (mem,) * len(extra),
                         out_shardings=(mem, mem), donate_argnums=0),
                 tuple(jax.device_put(x, mem) for x in extra))
