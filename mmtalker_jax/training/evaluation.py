@@ -121,17 +121,6 @@ def score(outputs: Iterable[tuple[Any, dict]], regions: dict[str, np.ndarray],
   return result
 
 
-def evaluate(decoder: ChunkedDecoder, params, batcher: Batcher, mesh, mean_motion: np.ndarray,
-             on_sequence: Callable[[Sequence, np.ndarray], None] | None = None) -> dict:
-  """Metrics of the model and of two baselines on the batcher's split.
-
-  Returns:
-    {'model': {...}, 'static_template': {...}, 'mean_motion': {...},
-     'sequences': n}, raw (unscaled) values.
-  """
-  return evaluate_rows(decoder, {"model": params}, batcher, mesh, mean_motion, on_sequence)
-
-
 def evaluate_rows(decoder: ChunkedDecoder, params: dict[str, Any], batcher: Batcher, mesh,
                   mean_motion: np.ndarray,
                   on_sequence: Callable[[Sequence, np.ndarray], None] | None = None) -> dict:

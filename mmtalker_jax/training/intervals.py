@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 METHOD = ("mean over seeds with a Student-t 95% interval (t(0.975, S-1) * sd / sqrt(S)); "
           "differences paired by seed; the test split held fixed")
@@ -35,6 +34,7 @@ def interval(values) -> tuple[float, list[float] | None]:
   mean = float(x.mean())
   if len(x) < 2 or not np.isfinite(x).all():
     return mean, None
+  from scipy import stats  # imported here: train.py loads this module (via report.py) at start-up
   half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
   return mean, [mean - half, mean + half]
 

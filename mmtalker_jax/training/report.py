@@ -6,6 +6,7 @@ import json
 import math
 
 from mmtalker_jax import fileio
+from mmtalker_jax.training import intervals
 from mmtalker_jax.training.evaluation import METRICS
 
 _SCALE_OF = {"lve": "lve", "eve": "eve", "fdd": "fdd", "fdd_abs": "fdd", "mve": "mve"}
@@ -84,7 +85,7 @@ def _diff(mean: float, ci: list[float] | None, scale: float) -> str:
     return "n/a"
   if ci is None:
     return f"{mean * scale:+.4f}"
-  star = "*" if ci[0] > 0 or ci[1] < 0 else " "
+  star = "*" if intervals.excludes_zero(ci) else " "
   return f"{mean * scale:+.4f} [{ci[0] * scale:+.4f},{ci[1] * scale:+.4f}]{star}"
 
 
