@@ -55,21 +55,19 @@ def run():
   distributed.initialize()
   compile_cache.enable()
   release_around_compiles()  # compiler memory is not kept: see mmtalker_jax/allocator.py
-  if jax.process_count() > 1:
-    for flag, value in (("--long", _LONG.value), ("--save-pred", _SAVE_PRED.value),
-                        ("--render", _RENDER.value)):
-      if value:
-        raise InputError("", f"{flag} runs in one process; drop --coordinator_address")
+  # Flags that work on one run in one process.
+  one_run = [flag for flag, value in (("--long", _LONG.value), ("--save-pred", _SAVE_PRED.value),
+                                      ("--render", _RENDER.value)) if value]
+  if jax.process_count() > 1 and one_run:
+    raise InputError("", f"{one_run[0]} runs in one process; drop --coordinator_address")
   lead = jax.process_index() == 0
   # {member: {seed: run folder}}; a single run is a population of one.
   is_population = population.is_population_dir(_CKPT.value)
   folders = population.replica_dirs(_CKPT.value) if is_population else {"": {0: _CKPT.value}}
   if is_population:
-    for flag, value in (("--long", _LONG.value), ("--save-pred", _SAVE_PRED.value),
-                        ("--render", _RENDER.value)):
-      if value:
-        raise InputError(_CKPT.value, f"a sweep's workdir; {flag} takes one run: "
-                         f"--ckpt {_CKPT.value}/members/NAME[/seed_S]")
+    if one_run:
+      raise InputError(_CKPT.value, f"a sweep's workdir; {one_run[0]} takes one run: "
+                       f"--ckpt {_CKPT.value}/members/NAME[/seed_S]")
     if not folders:
       raise InputError(_CKPT.value, "its members/ folder holds no run")
   config = restore.read_run_config(next(iter(next(iter(folders.values())).values())))
