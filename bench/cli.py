@@ -32,7 +32,7 @@ def write_stand_in_run(workdir: str, num_vertices: int) -> None:
   from bench.model import disk_face
   from configs import default
   from mmtalker_jax.mesh.assets import build_mesh_assets
-  from mmtalker_jax.models.mmtalker import build_model
+  from mmtalker_jax.models.registry import build_model
   from mmtalker_jax.training import checkpoint, run_folder, sharding
   from mmtalker_jax.training.optimizer import make_optimizer
   from mmtalker_jax.training.state import create_state

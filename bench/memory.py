@@ -50,7 +50,7 @@ def main():
   from bench.model import disk_face
   from mmtalker_jax.configlib import load_config
   from mmtalker_jax.mesh.assets import build_mesh_assets
-  from mmtalker_jax.models.mmtalker import build_model
+  from mmtalker_jax.models.registry import build_model
   from mmtalker_jax.training import population, sharding, trainer
   from mmtalker_jax.training.optimizer import make_optimizer
   from mmtalker_jax.training.state import create_state
@@ -137,7 +137,7 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
 
   from mmtalker_jax import alignment
   from mmtalker_jax.data import audio as audio_lib
-  from mmtalker_jax.models.mmtalker import INPUTS
+  from mmtalker_jax.models.registry import INPUTS
   from mmtalker_jax.training import sharding
   from mmtalker_jax.inference.decoder import decode_budget
   from mmtalker_jax.training.evaluation import make_decoder

@@ -28,7 +28,7 @@ import scipy.spatial  # noqa: E402
 from configs import default  # noqa: E402
 from mmtalker_jax import alignment  # noqa: E402
 from mmtalker_jax.mesh.assets import build_mesh_assets  # noqa: E402
-from mmtalker_jax.models.mmtalker import build_model  # noqa: E402
+from mmtalker_jax.models.registry import build_model  # noqa: E402
 from mmtalker_jax.models.sampler import sample_triangles  # noqa: E402
 
 

@@ -30,7 +30,7 @@ def stand_in_run(num_vertices: int):
   from bench.model import disk_face
   from configs import default
   from mmtalker_jax.mesh.assets import build_mesh_assets
-  from mmtalker_jax.models.mmtalker import build_model
+  from mmtalker_jax.models.registry import build_model
   from mmtalker_jax.training import sharding
   from mmtalker_jax.training.restore import Restored
   from mmtalker_jax.training.state import example_inputs

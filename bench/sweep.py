@@ -97,7 +97,7 @@ def bench_step(config, config_path: str, num_batches: int) -> None:
 
   from mmtalker_jax.data.corpus import Corpus
   from mmtalker_jax.data.pipeline import Batcher, zipped
-  from mmtalker_jax.models.mmtalker import build_model
+  from mmtalker_jax.models.registry import build_model
   from mmtalker_jax.training import population, sharding, trainer
   from mmtalker_jax.training.optimizer import make_optimizer
   from mmtalker_jax.training.state import create_state

@@ -69,7 +69,7 @@ def main():
   from mmtalker_jax.configlib import load_config
   from mmtalker_jax.data.corpus import Corpus
   from mmtalker_jax.data.pipeline import Batcher
-  from mmtalker_jax.models.mmtalker import build_model
+  from mmtalker_jax.models.registry import build_model
   from mmtalker_jax.training import population, sharding, trainer
   from mmtalker_jax.training import state as state_lib
   from mmtalker_jax.training.optimizer import make_optimizer

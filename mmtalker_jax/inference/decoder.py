@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mmtalker_jax.models.mmtalker import INPUTS, MMTalker
+from mmtalker_jax.models.registry import INPUTS
 
 
 # Regressor activations alive at once per [B,K,H] frame: measured with
@@ -26,9 +27,10 @@ _LIVE_COPIES = 2
 
 
 def frames_per_chunk(batch: int, points: int, hidden: int, budget_mib: float) -> int:
-  """Frames per regressor call whose activations fit `budget_mib` MiB (at least one).
+  """Frames per decode call whose activations fit `budget_mib` MiB (at least one).
 
-  A frame holds about _LIVE_COPIES arrays of [batch, points, hidden] float32.
+  A frame holds about _LIVE_COPIES arrays of [batch, points, hidden] float32
+  (hidden: the model's `point_features`).
   """
   per_frame = batch * points * hidden * 4 * _LIVE_COPIES
   return max(1, int(budget_mib * 2**20 // per_frame))
@@ -51,7 +53,7 @@ class ChunkedDecoder:
       default np.asarray.
   """
 
-  def __init__(self, model: MMTalker, chunk_mib: float,
+  def __init__(self, model: nn.Module, chunk_mib: float,
                to_host: Callable[[jax.Array], np.ndarray] = np.asarray):
     self.model = model
     self.chunk_mib = float(chunk_mib)
@@ -102,4 +104,4 @@ class ChunkedDecoder:
 
   def chunk_frames(self, batch: int, points: int) -> int:
     """Frames per regressor call for `batch` rows at `points` points."""
-    return frames_per_chunk(batch, points, int(self.model.regressor_hidden), self.chunk_mib)
+    return frames_per_chunk(batch, points, int(self.model.point_features), self.chunk_mib)

@@ -73,6 +73,11 @@ class MMTalker(nn.Module):
   speech_window_seconds: float = 0.0
   speech_overlap_seconds: float = 0.0
 
+  @property
+  def point_features(self) -> int:
+    """Floats per point a decoded frame holds (inference/decoder.py sizes chunks by it)."""
+    return self.regressor_hidden
+
   def setup(self):
     assets = self.assets
     # Area-uniform at temperature 1 (at temperature t: p_area ** (1/t), renormalised).
@@ -194,7 +199,7 @@ class MMTalker(nn.Module):
   def __call__(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
                frame_mask: jnp.ndarray, points: Any = VERTICES,
                num_points: int | None = None, sampler: SamplerSettings | None = None,
-               rows: int = 0) -> tuple[jnp.ndarray, dict]:
+               rows: int = 0, targets: jnp.ndarray | None = None) -> tuple[jnp.ndarray, dict]:
     """The forward pass: `encode`, the points (`surface_points`), `decode`.
 
     Training (the sampled-point loss), evaluation and prediction all run
@@ -204,6 +209,8 @@ class MMTalker(nn.Module):
     Args:
       audio, template, style, frame_mask: as in `encode`.
       points, num_points, sampler, rows: as in `surface_points`.
+      targets: the true vertices in training (models/registry.py); MMTalker
+        does not read them.
 
     Returns:
       displacements [B,T,K,3] (K = V for VERTICES), and aux with
@@ -228,6 +235,7 @@ def build_model(config: ml_collections.ConfigDict, assets: MeshAssets,
   (filled in from its checkpoint when training starts: speech/setup.py).
   """
   fields = config.model.to_dict()
+  fields.pop("name", None)
   arch = fields.pop("speech_architecture", None)
   fields["speech"] = SpeechConfig.from_dict(arch) if arch else None
   fields["speech_layers"] = tuple(fields.get("speech_layers", ()))

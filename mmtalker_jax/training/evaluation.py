@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator
 
+import flax.linen as nn
 import numpy as np
 from jax.experimental import multihost_utils
 
@@ -13,13 +14,13 @@ from mmtalker_jax.data.corpus import Corpus, Sequence
 from mmtalker_jax.data.pipeline import Batcher
 from mmtalker_jax.inference.decoder import ChunkedDecoder
 from mmtalker_jax.inference.predictor import Predictor
-from mmtalker_jax.models.mmtalker import INPUTS, MMTalker
+from mmtalker_jax.models.registry import INPUTS
 from mmtalker_jax.training import sharding
 
 METRICS = ("lve", "eve", "fdd", "fdd_abs", "mve")
 
 
-def make_decoder(model: MMTalker, chunk_mib: float) -> ChunkedDecoder:
+def make_decoder(model: nn.Module, chunk_mib: float) -> ChunkedDecoder:
   """The chunked decoder, gathering every host's rows (evaluation runs on all hosts)."""
   return ChunkedDecoder(model, chunk_mib,
                         to_host=lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)))

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 import os
 
+import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
 
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.mesh.assets import MeshAssets
-from mmtalker_jax.models.mmtalker import MMTalker, build_model
+from mmtalker_jax.models.registry import build_model
 from mmtalker_jax.training import checkpoint, run_folder, sharding
 
 
@@ -22,7 +23,7 @@ class Restored:
   workdir: str
   step: int
   styles: list[str]
-  model: MMTalker
+  model: nn.Module
   params: dict
   mesh: jax.sharding.Mesh
   mean_motion: np.ndarray | None

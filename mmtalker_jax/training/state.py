@@ -12,7 +12,7 @@ import numpy as np
 
 from mmtalker_jax import alignment
 from mmtalker_jax.data import audio as audio_lib
-from mmtalker_jax.models.mmtalker import INPUTS
+from mmtalker_jax.models.registry import INPUTS
 from mmtalker_jax.training import sharding
 
 

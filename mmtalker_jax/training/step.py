@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import functools
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
 
 from mmtalker_jax import losses
-from mmtalker_jax.models.mmtalker import INPUTS, MMTalker
+from mmtalker_jax.models.registry import INPUTS
+from mmtalker_jax.models.mmtalker import VERTICES
 from mmtalker_jax.models.points import interpolate
 from mmtalker_jax.models.sampler import SamplerSettings
 from mmtalker_jax.training.state import TrainState
 
 
-def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
+def compute_losses(params, model: nn.Module, batch: dict, key: jax.Array,
                    loss_cfg: ml_collections.ConfigDict, num_points: int,
                    sampler: SamplerSettings, point_mask: jnp.ndarray | None = None,
                    with_vertex_loss: bool = False,
@@ -27,7 +29,8 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   their size does not depend on the corpus's length unit.
 
   Args:
-    num_points, sampler: K and the sampling settings (`config.sampler`).
+    num_points, sampler: K and the sampling settings (`config.sampler`); K = 0
+      supervises every vertex.
     with_vertex_loss: also add the plain MSE over every vertex (weighted by
       loss_cfg.vertex_weight); the trainer does so every loss_cfg.vertex_every steps.
     points_per_row: each batch row gets its own K points (`config.train.points_per_row`);
@@ -38,9 +41,11 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   """
   mask = batch["frame_mask"]
   rows = mask.shape[0] if points_per_row else 0
-  disp, aux = model.apply({"params": params}, *(batch[k] for k in INPUTS), points=None,
-                          num_points=num_points, sampler=sampler, rows=rows,
-                          rngs={"sample": key})
+  # num_points = 0: every vertex, each weighing 1 (a model that draws no points).
+  disp, aux = model.apply({"params": params}, *(batch[k] for k in INPUTS),
+                          points=None if num_points else VERTICES, num_points=num_points,
+                          sampler=sampler, rows=rows, targets=batch["vertices"],
+                          rngs={"sample": key, "dropout": jax.random.fold_in(key, 1)})
   target = interpolate(batch["vertices"], model.assets.faces, aux["face_ids"], aux["bary"])
   target = target - aux["template"][:, None]
   unit = 1.0 / model.displacement_scale
@@ -62,7 +67,7 @@ def compute_losses(params, model: MMTalker, batch: dict, key: jax.Array,
   return total, parts
 
 
-def vertex_mse(params, model: MMTalker, encoded: dict, batch: dict, unit: float,
+def vertex_mse(params, model: nn.Module, encoded: dict, batch: dict, unit: float,
                chunk: int) -> jnp.ndarray:
   """The plain squared error at every vertex, in output units (`losses.vertex_mse`).
 
@@ -101,7 +106,7 @@ def vertex_mse(params, model: MMTalker, encoded: dict, batch: dict, unit: float,
 
 
 def train_step(state: TrainState, batch: dict, key: jax.Array, sampler: SamplerSettings,
-               point_mask: jnp.ndarray | None = None, *, model: MMTalker,
+               point_mask: jnp.ndarray | None = None, *, model: nn.Module,
                optimizer: optax.GradientTransformation, loss_cfg: ml_collections.ConfigDict,
                num_points: int, with_vertex_loss: bool = False,
                points_per_row: bool = False) -> tuple[TrainState, dict]:

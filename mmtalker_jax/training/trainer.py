@@ -18,7 +18,7 @@ from mmtalker_jax.data.corpus import Corpus
 from mmtalker_jax.data.pipeline import Batcher, prefetch, zipped
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.inference.decoder import decode_budget
-from mmtalker_jax.models.mmtalker import build_model
+from mmtalker_jax.models.registry import build_model
 from mmtalker_jax.models.speech import setup as speech_setup
 from mmtalker_jax.training import checkpoint, disk_space, evaluation, report, run_folder, sharding
 from mmtalker_jax.training import population

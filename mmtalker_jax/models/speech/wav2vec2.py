@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -262,12 +262,18 @@ class SpeechEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, wave: jax.Array, mask: jax.Array | None = None,
-               norm_stats: tuple[jax.Array, jax.Array] | None = None
+               norm_stats: tuple[jax.Array, jax.Array] | None = None,
+               resample: Callable | None = None
                ) -> tuple[tuple[jax.Array, ...], jax.Array]:
     """wave [B, S]; mask [B, S] (1 = real sample) or None (every sample real);
-    norm_stats: see FeatureEncoder."""
+    norm_stats: see FeatureEncoder; resample: (features [B, T', C], mask [B, T']
+    or None) -> the same at another length, applied to the convolutional
+    features before the projection (FaceFormer runs the transformer at the
+    mesh frame rate that way: models/faceformer_audio.py)."""
     c = self.config
     features, frame_mask = FeatureEncoder(c, name="feature_extractor")(wave, mask, norm_stats)
+    if resample is not None:
+      features, frame_mask = resample(features, frame_mask)
     if self.freeze_features:
       features = jax.lax.stop_gradient(features)
     if c.feat_proj_layer_norm:
