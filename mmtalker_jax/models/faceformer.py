@@ -81,7 +81,8 @@ class FaceFormer(nn.Module):
   """The network. Returns predictions and an aux dict, never a loss.
 
   Attributes:
-    assets: static mesh assets (V vertices; faces for reading other points).
+    assets: static mesh assets (V vertices; faces for reading other points),
+      or None with `num_vertices` (then only `encode` runs).
     num_styles: speaking styles (training subjects).
     fps, feature_rate: mesh and audio-input rates.
     displacement_scale: data units per output unit.
@@ -95,7 +96,7 @@ class FaceFormer(nn.Module):
     freeze_feature_encoder, freeze_speech_transformer: the audio side
       (faceformer_audio.py).
   """
-  assets: MeshAssets
+  assets: MeshAssets | None
   num_styles: int
   fps: float
   feature_rate: float
@@ -112,12 +113,17 @@ class FaceFormer(nn.Module):
   speech: SpeechConfig | None = None
   freeze_feature_encoder: bool = True
   freeze_speech_transformer: bool = False
+  num_vertices: int = 0  # V when there are no assets (a published model's predictor)
 
   # Features a decoded frame holds per point (inference/decoder.py sizes chunks by it).
   point_features = 3
 
+  @property
+  def vertex_count(self) -> int:
+    return self.assets.num_vertices if self.assets is not None else self.num_vertices
+
   def setup(self):
-    d, v3 = self.width, 3 * self.assets.num_vertices
+    d, v3 = self.width, 3 * self.vertex_count
     if d % self.num_heads or d % 2:
       raise ValueError(f"width {d} must be even and divisible by num_heads {self.num_heads}")
     self.audio = FaceFormerAudio(self.audio_encoder, self.audio_alignment, d, self.audio_levels,
@@ -215,7 +221,7 @@ class FaceFormer(nn.Module):
                    split_rngs={"params": False, "dropout": True}, in_axes=0, out_axes=0,
                    length=t)
     cache = jnp.zeros((b, t, h, dh), style.dtype)
-    first = jnp.zeros((b, 3 * self.assets.num_vertices), style.dtype)
+    first = jnp.zeros((b, 3 * self.vertex_count), style.dtype)
     mem_k, mem_v, mem_mask = (jnp.moveaxis(m, 1, 0) for m in memory)
     _, outs = scan(self, (cache, cache, first), (keys, mem_k, mem_v, mem_mask))
     return jnp.moveaxis(outs, 0, 1)
@@ -317,3 +323,10 @@ def build_model(config: ml_collections.ConfigDict, assets: MeshAssets,
       conv_kernel=int(m.conv_kernel), speech=SpeechConfig.from_dict(arch) if arch else None,
       freeze_feature_encoder=bool(m.freeze_feature_encoder),
       freeze_speech_transformer=bool(m.freeze_speech_transformer))
+
+
+def from_pytorch(path, dataset: str, num_vertices: int, num_subjects: int, **kwargs):
+  """A published FaceFormer `.pth` as a predictor, without torch
+  (models/faceformer_weights.py: `from_pytorch`)."""
+  from mmtalker_jax.models import faceformer_weights  # deferred: it imports this module
+  return faceformer_weights.from_pytorch(path, dataset, num_vertices, num_subjects, **kwargs)

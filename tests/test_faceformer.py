@@ -1,0 +1,201 @@
+"""FaceFormer: the official code's numbers (fixtures, no torch), decoding, the harness."""
+
+import json
+import os
+import pickle
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mmtalker_jax.errors import InputError
+from mmtalker_jax.mesh.assets import build_mesh_assets
+from mmtalker_jax.models import faceformer
+from mmtalker_jax.models.faceformer import FaceFormer, head_slopes, period_bias
+from mmtalker_jax.models.speech.wav2vec2 import SpeechConfig
+from mmtalker_jax.torch_checkpoint import load_state_dict
+from mmtalker_jax.waveform import normalize_waveform
+from tests.meshes import disk_mesh
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "faceformer")
+LAYOUTS = ("vocaset", "biwi")
+
+
+def published(layout):
+  meta = json.load(open(os.path.join(FIXTURES, f"{layout}.json")))
+  ref = np.load(os.path.join(FIXTURES, f"{layout}.npz"))
+  model = faceformer.from_pytorch(os.path.join(FIXTURES, f"{layout}.pth"), meta["dataset"],
+                                  meta["num_vertices"], meta["num_subjects"],
+                                  speech=SpeechConfig.from_dict(meta["speech"]),
+                                  period=meta["period"])
+  return model, ref
+
+
+def assert_close(got, want, template):
+  """To 1e-4 of the motion's size (the vertices' own size is the template's)."""
+  scale = np.abs(want - template).max()
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-4 * scale)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_predict_equals_the_official_predict(layout):
+  model, ref = published(layout)
+  got = model.predict(ref["wave"], ref["template"], int(ref["subject"]))
+  # the official frame count: int(F / 50 * 30) for VOCASET, F // 2 for BIWI
+  assert len(got) == {"vocaset": 36, "biwi": 26}[layout]
+  assert np.abs(ref["predicted"] - ref["template"]).max() > 0.1  # the fixture moves
+  assert_close(got, ref["predicted"], ref["template"])
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_teacher_forced_forward_equals_the_official_forward(layout):
+  published_model, ref = published(layout)
+  model = published_model.model.clone(teacher_forcing=True)
+  t = len(ref["truth"])
+  wave = jnp.asarray(normalize_waveform(ref["wave"]))[None, :, None]
+  encoded = model.apply({"params": published_model.params}, wave,
+                        jnp.asarray(ref["template"])[None], jnp.array([int(ref["subject"])]),
+                        jnp.ones((1, t)), jnp.asarray(ref["truth"])[None], method=model.encode)
+  got = np.asarray(encoded["motion"][0]).reshape(t, -1, 3) + ref["template"]
+  assert_close(got, ref["teacher_forced"], ref["template"])
+
+
+def test_a_pth_holds_the_official_keys_as_arrays():
+  state = load_state_dict(os.path.join(FIXTURES, "vocaset.pth"))
+  assert state["vertice_map.weight"].shape == (16, 90)
+  assert state["obj_vector.weight"].shape == (16, 3)
+  assert state["transformer_decoder.layers.0.self_attn.in_proj_weight"].shape == (48, 16)
+  assert all(v.dtype == np.float32 for v in state.values())
+
+
+def write_pth(path, obj_pickle: bytes):
+  with zipfile.ZipFile(path, "w") as z:
+    z.writestr("archive/data.pkl", obj_pickle)
+    z.writestr("archive/version", "3\n")
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+  marker = tmp_path / "ran"
+
+  class Payload:
+    def __reduce__(self):
+      return (os.system, (f"touch {marker}",))
+
+  path = tmp_path / "evil.pth"
+  write_pth(path, pickle.dumps({"w": Payload()}))
+  with pytest.raises(InputError, match=r"evil.pth: unsafe checkpoint: refusing to construct"):
+    load_state_dict(path)
+  assert not marker.exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"not a zip", "not a zip archive"),
+    (None, "not a state dict"),
+])
+def test_bad_checkpoints_get_one_line(tmp_path, content, message):
+  path = tmp_path / "bad.pth"
+  if content is None:
+    write_pth(path, pickle.dumps({"w": [1, 2]}))
+  else:
+    path.write_bytes(content)
+  with pytest.raises(InputError, match=message):
+    load_state_dict(path)
+  with pytest.raises(InputError, match="no such file|not found"):
+    load_state_dict(tmp_path / "missing.pth")
+
+
+def test_sizes_that_do_not_fit_are_named():
+  with pytest.raises(InputError, match=r"vertice_map.weight has shape \[16, 90\], expected "
+                     r"\[16, 15069\] for 5023 vertices"):
+    faceformer.from_pytorch(os.path.join(FIXTURES, "vocaset.pth"), "vocaset", 5023, 3)
+
+
+def official_biased_mask(num_heads, length, period):
+  """The official init_biased_mask, transcribed loop for loop in numpy."""
+  slopes = head_slopes(num_heads)
+  bias = np.arange(0, length, period).repeat(period) // period
+  bias = -bias[::-1]
+  alibi = np.zeros((length, length), np.float32)
+  for i in range(length):
+    alibi[i, :i + 1] = bias[-(i + 1):]
+  causal = np.where(np.tril(np.ones((length, length))) == 1, 0.0, -np.inf)
+  return causal[None] + slopes[:, None, None] * alibi[None]
+
+
+def test_period_bias_is_the_official_table_and_extends_past_it():
+  assert np.allclose(head_slopes(4), [1 / 4, 1 / 16, 1 / 64, 1 / 256])
+  frames = jnp.arange(60)
+  got = np.asarray(period_bias(jnp.asarray(head_slopes(4)), frames, frames, 6))
+  want = official_biased_mask(4, 60, 6)
+  allowed = np.isfinite(want)
+  np.testing.assert_allclose(got[allowed], want[allowed], atol=1e-6)
+  assert (got[~allowed] <= -1e8).all()
+  # frame 1000 (past the official 600-frame table) sees frame 700 at -slope * 300 // 25
+  far = np.asarray(period_bias(jnp.asarray(head_slopes(4)), jnp.array([1000]),
+                               jnp.array([700, 1001]), 25))
+  np.testing.assert_allclose(far[:, 0, 0], -head_slopes(4) * 12)
+  assert (far[:, 0, 1] <= -1e8).all()
+
+
+def small_model(**overrides):
+  vertices, faces = disk_mesh(40)
+  fields = dict(assets=build_mesh_assets(vertices, faces), num_styles=3, fps=30.0,
+                feature_rate=100.0, displacement_scale=1e-3, width=16, num_heads=4, period=5,
+                dropout=0.1, teacher_forcing=False, audio_levels=2)
+  return FaceFormer(**{**fields, **overrides}), vertices
+
+
+def perturbed_params(model, inputs):
+  params = model.init({"params": jax.random.key(0)}, *inputs)["params"]
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  return jax.tree.unflatten(tree, [x + 0.2 * jax.random.normal(k, x.shape)
+                                   for x, k in zip(leaves, keys)])
+
+
+def inputs(vertices, frames, batch=1, seed=2):
+  mel = jax.random.normal(jax.random.key(seed), (batch, frames * 10 // 3, 8))  # 100 Hz
+  template = jnp.broadcast_to(jnp.asarray(vertices), (batch, *vertices.shape))
+  return mel, template, jnp.arange(batch) % 3, jnp.ones((batch, frames))
+
+
+def test_padding_frames_changes_nothing_in_the_real_ones():
+  model, vertices = small_model()
+  mel, template, style, mask = inputs(vertices, 24)
+  params = perturbed_params(model, (mel, template, style, mask))
+  real, _ = model.apply({"params": params}, mel, template, style, mask)
+  padded_mel = jnp.pad(mel, ((0, 0), (0, 40), (0, 0)))
+  padded_mask = jnp.pad(mask, ((0, 0), (0, 12)))
+  padded, _ = model.apply({"params": params}, padded_mel, template, style, padded_mask)
+  assert float(jnp.abs(real).max()) > 1e-3
+  np.testing.assert_allclose(padded[:, :24], real, atol=1e-6)
+  assert float(jnp.abs(padded[:, 24:]).max()) == 0.0
+
+
+def test_dropout_only_with_a_dropout_rng_and_gradients_reach_every_weight():
+  model, vertices = small_model()
+  args = inputs(vertices, 12, batch=2)
+  params = perturbed_params(model, args)
+  truth = args[1][:, None] + 1e-3 * jax.random.normal(jax.random.key(4), (2, 12, 40, 3))
+  plain = model.apply({"params": params}, *args, targets=truth)[0]
+  np.testing.assert_array_equal(plain, model.apply({"params": params}, *args, targets=truth)[0])
+  dropped = model.apply({"params": params}, *args, targets=truth,
+                        rngs={"dropout": jax.random.key(5)})[0]
+  assert float(jnp.abs(dropped - plain).max()) > 1e-5
+
+  for teacher_forcing in (True, False):
+    m = model.clone(teacher_forcing=teacher_forcing)
+
+    def loss(p):
+      out = m.apply({"params": p}, *args, targets=truth, rngs={"dropout": jax.random.key(5)})[0]
+      return jnp.mean((out - (truth - args[1][:, None])) ** 2)
+    grads = jax.grad(loss)(params)
+    norms = {"/".join(k.key for k in path): float(jnp.linalg.norm(g))
+             for path, g in jax.tree_util.tree_flatten_with_path(grads)[0]}
+    # One audio state per frame (VOCASET's alignment): the cross-attention's
+    # softmax has one entry, so its query cannot matter, as in the official model.
+    stuck = sorted(k for k, n in norms.items() if n == 0)
+    assert stuck == ["cross_attention_query/bias", "cross_attention_query/kernel"], stuck
