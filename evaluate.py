@@ -2,8 +2,10 @@
 
   python evaluate.py --ckpt runs/synthtalk [--split test|val|test_b] [--data ROOT]
                      [--long SECONDS] [--out results.json] [--save-pred DIR] [--render DIR]
+  python evaluate.py --ckpt vocaset.pth --config configs/faceformer_vocaset.py [--data ROOT]
 
-On a sweep's workdir (train.py with a `sweep` config) it prints a row per
+A released FaceFormer `.pth` is read without torch and scored on the
+config's corpus (docs/faceformer.md). On a sweep's workdir (train.py with a `sweep` config) it prints a row per
 replica, then each member's mean and 95% interval over seeds and its paired
 difference from `sweep.reference` (mmtalker_jax/training/intervals.py).
 Several processes (the flags of train.py: --coordinator_address, --num_processes,
@@ -20,8 +22,11 @@ from mmtalker_jax import compile_cache, distributed  # noqa: E402
 from mmtalker_jax.cli import run_app  # noqa: E402
 from mmtalker_jax.training import population  # noqa: E402
 
-_CKPT = flags.DEFINE_string("ckpt", None, "A run's workdir (best, else latest step), a step "
-                            "folder, or a sweep's workdir (every member).")
+_CKPT = flags.DEFINE_multi_string("ckpt", None, "A run's workdir (best, else latest step), a "
+                                  "step folder, a sweep's workdir (every member), a released "
+                                  "FaceFormer .pth; or several sweep workdirs, compared.")
+_CONFIG = flags.DEFINE_string("config", None, "With a .pth --ckpt: the FaceFormer config that "
+                              "describes it (configs/faceformer_vocaset.py, faceformer_biwi.py).")
 _SPLIT = flags.DEFINE_enum("split", "test", ["train", "val", "test", "test_b"], "Split to evaluate.")
 _DATA = flags.DEFINE_string("data", None, "Corpus root (default: the one the run trained on).")
 _LONG = flags.DEFINE_float("long", None, "Join each subject's sentences into sequences of this "
@@ -45,6 +50,7 @@ def split_batcher(corpus, config):
 
 def run():
   import jax
+  from mmtalker_jax import configlib
   from mmtalker_jax.data.corpus import Corpus
   from mmtalker_jax.errors import InputError
   from mmtalker_jax.inference.decoder import decode_budget
@@ -61,20 +67,34 @@ def run():
   if jax.process_count() > 1 and one_run:
     raise InputError("", f"{one_run[0]} runs in one process; drop --coordinator_address")
   lead = jax.process_index() == 0
+  ckpts = list(_CKPT.value)
   # {member: {seed: run folder}}; a single run is a population of one.
-  is_population = population.is_population_dir(_CKPT.value)
-  folders = population.replica_dirs(_CKPT.value) if is_population else {"": {0: _CKPT.value}}
-  if is_population:
-    if one_run:
-      raise InputError(_CKPT.value, f"a sweep's workdir; {one_run[0]} takes one run: "
-                       f"--ckpt {_CKPT.value}/members/NAME[/seed_S]")
-    if not folders:
-      raise InputError(_CKPT.value, "its members/ folder holds no run")
-  config = restore.read_run_config(next(iter(next(iter(folders.values())).values())))
+  folders, origin = population.gather(ckpts)
+  is_population = "" not in folders
+  if is_population and one_run:
+    raise InputError(ckpts[0], f"a sweep's workdir; {one_run[0]} takes one run: "
+                     f"--ckpt {ckpts[0]}/members/NAME[/seed_S]")
+  published = restore.is_published(ckpts[0])
+  if published:
+    if not _CONFIG.value:
+      raise InputError(ckpts[0], "a PyTorch checkpoint needs its FaceFormer config: "
+                       "--config configs/faceformer_vocaset.py or configs/faceformer_biwi.py")
+    config = configlib.load_config(_CONFIG.value)
+  elif _CONFIG.value:
+    raise InputError(ckpts[0], "--config is for a .pth checkpoint; a run folder brings "
+                     "its own config")
+  else:
+    configs = {m: restore.read_run_config(next(iter(seeds.values())))
+               for m, seeds in folders.items()}
+    config = next(iter(configs.values()))
+    for member, other in configs.items():
+      if other.data.to_dict() != config.data.to_dict():
+        raise InputError(origin[member], f"trained on other data than {ckpts[0]} (the data "
+                         "sections of their configs differ); compared runs need one corpus")
   if _DATA.value:
     config.data.root = _DATA.value
   corpus = Corpus(config.data)
-  runs = {(m, s): restore.restore(f, corpus.assets)
+  runs = {(m, s): restore.restore(f, corpus.assets, config if published else None)
           for m, seeds in folders.items() for s, f in seeds.items()}
   rows = {key: population.row_name(*key, several_seeds=len(folders[key[0]]) > 1)
           for key in runs}
@@ -89,7 +109,12 @@ def run():
                                       mean_motion, writer)
     what = f"{_SPLIT.value} split of {corpus.root} joined into {_LONG.value:g} s sequences"
   else:
-    decoder = evaluation.make_decoder(first.model, decode_budget(config))
+    # One compiled decoder per --ckpt (the replicas of a population share one model).
+    decoders = {}
+    for (member, _), r in runs.items():
+      if origin[member] not in decoders:
+        decoders[origin[member]] = evaluation.make_decoder(r.model, decode_budget(config))
+    decoder = {rows[(m, s)]: decoders[origin[m]] for m, s in runs}
     result = evaluation.evaluate_rows(
         decoder, {rows[key]: r.params for key, r in runs.items()}, split_batcher(corpus, config),
         first.mesh, mean_motion, writer)
@@ -99,15 +124,15 @@ def run():
   scale = report.scales(config.scale)
   steps = ", ".join(f"{rows[key]} {r.step}" for key, r in runs.items())
   print(f"{what}: {result['sequences']} sequences, checkpoint step"
-        + (f"s {steps} of {_CKPT.value}" if is_population else f" {first.step} of {first.workdir}"))
+        + (f"s {steps} of {', '.join(ckpts)}" if is_population else f" {first.step} of {first.workdir}"))
   print(report.table(result, scale))
   if is_population:
     per_seed = {m: {s: result[rows[(m, s)]] for s in seeds} for m, seeds in folders.items()}
-    reference = population.reference_of(_CKPT.value, list(folders))
+    reference = population.reference_of(ckpts[0], list(folders))
     try:
       summary = intervals.summarize(per_seed, reference, evaluation.METRICS)
     except ValueError as e:
-      raise InputError(_CKPT.value, str(e)) from None
+      raise InputError(ckpts[0], str(e)) from None
     print(report.population_table(summary, scale))
   for path in writer.rendered:
     print(f"rendered {path}")
@@ -116,7 +141,8 @@ def run():
   if is_population:
     report.write_population_json(
         _OUT.value, summary, result, scale, _SPLIT.value, result["sequences"],
-        {m: dict(runs[(m, next(iter(seeds)))].config.sampler) for m, seeds in folders.items()},
+        {m: {"model": runs[(m, next(iter(seeds)))].config.model.get("name", "mmtalker"),
+             **runs[(m, next(iter(seeds)))].config.sampler} for m, seeds in folders.items()},
         {m: {str(s): runs[(m, s)].step for s in seeds} for m, seeds in folders.items()})
   else:
     report.write_json(_OUT.value, result, scale, _SPLIT.value, first.step,

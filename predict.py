@@ -4,6 +4,8 @@
                     [--out anim.npy] [--obj-dir DIR] [--video anim.mp4] [--subdivide N]
   python predict.py --ckpt runs/synthtalk --audio a.wav b.flac ... --out_dir OUT
   python predict.py --ckpt runs/synthtalk --audio_dir DIR --out_dir OUT [--formats npy,mp4,obj]
+  python predict.py --ckpt vocaset.pth --config configs/faceformer_vocaset.py \
+                    --template FLAME_sample.ply --audio speech.wav [--style SUBJECT]
 
 Each output has duration x fps frames (rounded half up) at the checkpoint's
 fps. Several files run in one process (one restore, one compile per length
@@ -33,6 +35,10 @@ _AUDIO = flags.DEFINE_multi_string("audio", [], "Speech files (any format libros
 _AUDIO_DIR = flags.DEFINE_string("audio_dir", None, "Animate every audio file in this folder.")
 _OUT_DIR = flags.DEFINE_string("out_dir", None, "Outputs of several files: OUT/<stem>.npy ...")
 _FORMATS = flags.DEFINE_list("formats", ["npy"], "With --out_dir: any of npy, mp4, obj.")
+_CONFIG = flags.DEFINE_string("config", None, "With a .pth --ckpt (a released FaceFormer): "
+                              "its config, configs/faceformer_vocaset.py or faceformer_biwi.py.")
+_TEMPLATE = flags.DEFINE_string("template", None, "With a .pth --ckpt: the template mesh "
+                                "(OBJ/PLY) to animate.")
 _STYLE = flags.DEFINE_string("style", None, "A training subject's style (default: the first).")
 _OUT = flags.DEFINE_string("out", "anim.npy", "One file: [T,V,3] float32 vertices.")
 _OBJ_DIR = flags.DEFINE_string("obj-dir", None, "One file: one OBJ per frame in this new folder.")
@@ -69,9 +75,19 @@ def run(extra_audio: list[str]):
     if not _OUT_DIR.value:
       raise InputError("", "several inputs need --out_dir (outputs are named after each input)")
     outputs = batch.output_paths(sources, _OUT_DIR.value, tuple(_FORMATS.value))
+  config = None
+  if _CONFIG.value or _TEMPLATE.value:
+    from mmtalker_jax import configlib
+    from mmtalker_jax.training.restore import is_published
+    if not is_published(_CKPT.value):
+      raise InputError(_CKPT.value, "--config and --template are for a .pth checkpoint; a run "
+                       "folder brings its own")
+    if _CONFIG.value:
+      config = configlib.load_config(_CONFIG.value)
   report = inference.animate_files(_CKPT.value, sources, outputs, _STYLE.value, _SUBDIVIDE.value,
                                    log=(lambda _: None) if single else print,
-                                   stop_on_error=single)
+                                   stop_on_error=single, config=config,
+                                   template=_TEMPLATE.value)
   t = report.totals
   if single:
     print(report.one_file(list(outputs[0].values())))

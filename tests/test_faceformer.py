@@ -3,12 +3,17 @@
 import json
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import soundfile
 
 from mmtalker_jax.errors import InputError
 from mmtalker_jax.mesh.assets import build_mesh_assets
@@ -199,3 +204,81 @@ def test_dropout_only_with_a_dropout_rng_and_gradients_reach_every_weight():
     # softmax has one entry, so its query cannot matter, as in the official model.
     stuck = sorted(k for k, n in norms.items() if n == 0)
     assert stuck == ["cross_attention_query/bias", "cross_attention_query/kernel"], stuck
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, timeout=600):
+  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+def seeds_args(base, workdir, root, steps, *extra):
+  return ["train.py", "--config", f"configs/seeds.py:{base}", "--workdir", str(workdir),
+          "--config.sweep.seeds=0,1", "--config.sweep.group_size=2",
+          f"--config.data.root={root}", f"--config.train.num_steps={steps}",
+          "--config.train.eval_every=10", "--config.train.log_every=5", *extra]
+
+
+@pytest.mark.slow
+def test_faceformer_trains_resumes_evaluates_predicts_and_compares(tiny_corpus_root, tmp_path):
+  """FaceFormer through train.py (two seeds in one program), stopped and resumed
+  (as if never stopped), evaluated beside an MMTalker population with paired
+  differences, and predict.py on 5 minutes of speech."""
+  whole, resumed, mm = tmp_path / "ff", tmp_path / "ff_resumed", tmp_path / "mm"
+  ff = "faceformer_synthtalk,tiny"
+  # SIGKILLed once its first checkpoint (step 10 of 20) is written, then run again.
+  proc = subprocess.Popen([sys.executable, *seeds_args(ff, resumed, tiny_corpus_root, 20)],
+                          cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  first = resumed / "members" / "faceformer" / "seed_0" / "checkpoints" / "10"
+  deadline = time.time() + 300
+  while not first.is_dir() and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.02)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (resumed / "members" / "faceformer" / "seed_0" / "checkpoints" / "20").exists()
+  for args in (seeds_args(ff, resumed, tiny_corpus_root, 20),
+               seeds_args(ff, whole, tiny_corpus_root, 20),
+               seeds_args("tiny", mm, tiny_corpus_root, 20)):
+    proc = cli(*args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  for seed in (0, 1):
+    log = os.path.join("members", "faceformer", f"seed_{seed}", "metrics.jsonl")
+    lines = [json.loads(x) for x in (whole / log).read_text().splitlines()]
+    assert (whole / log).read_text() == (resumed / log).read_text()
+    losses = [x["loss"] for x in lines if "loss" in x]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+
+  out = tmp_path / "compare.json"
+  proc = cli("evaluate.py", "--ckpt", str(mm), "--ckpt", str(whole), "--out", str(out))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(out.read_text())
+  assert result["reference"] == "mmtalker"
+  assert sorted(result["members"]) == ["faceformer", "mmtalker"]
+  assert result["members"]["faceformer"]["settings"]["model"] == "faceformer"
+  diff = result["differences"]["faceformer"]["lve"]
+  per_seed = {s: result["members"]["faceformer"]["seeds"][s]["lve"]
+              - result["members"]["mmtalker"]["seeds"][s]["lve"] for s in ("0", "1")}
+  assert diff["mean"] == pytest.approx(np.mean(list(per_seed.values())), rel=1e-6)
+  assert diff["ci95"][0] < diff["mean"] < diff["ci95"][1]
+  # the same member name twice is refused, naming the second workdir
+  proc = cli("evaluate.py", "--ckpt", str(whole), "--ckpt", str(resumed))
+  assert proc.returncode != 0 and f"{resumed}: member 'faceformer' is also in" in proc.stderr
+
+  speech = tmp_path / "long.wav"
+  wav = os.path.join(tiny_corpus_root, "wav", sorted(os.listdir(
+      os.path.join(tiny_corpus_root, "wav")))[0])
+  clip, rate = soundfile.read(wav)
+  soundfile.write(speech, np.tile(clip, int(np.ceil(300 * rate / len(clip))))[:300 * rate], rate)
+  pred = tmp_path / "long.npy"
+  run = whole / "members" / "faceformer" / "seed_0"
+  proc = cli("predict.py", "--ckpt", str(run), "--audio", str(speech), "--out", str(pred))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  frames = np.load(pred)
+  assert frames.shape[0] == 9000 and np.isfinite(frames).all()
+  # Neither frozen nor blown up at the end: the last 10 s move as much as the
+  # first 10 s (the same clip, repeated), within a factor of 2.
+  motion = frames - frames.mean(axis=0)
+  first, last = np.abs(motion[:300]).mean(), np.abs(motion[-300:]).mean()
+  assert first > 0 and 0.5 < last / first < 2.0, (first, last)

@@ -34,8 +34,12 @@ class Report:
 
 
 def animate_files(ckpt: str, sources: list[str], outputs: list[dict], style: str | None = None,
-                  subdivide: int = 0, log=print, stop_on_error: bool = False) -> Report:
+                  subdivide: int = 0, log=print, stop_on_error: bool = False,
+                  config=None, template: str | None = None) -> Report:
   """predict.py: animates every file of `sources` into its `outputs` ({format: path}).
+
+  `config` and `template` (a mesh file) describe a released FaceFormer `.pth`
+  (training/restore.py: `published`); a run folder brings its own.
 
   Unwritable outputs, a bad checkpoint and an unknown style fail before any
   audio is read (InputError). A bad audio file is reported in one line on
@@ -47,7 +51,11 @@ def animate_files(ckpt: str, sources: list[str], outputs: list[dict], style: str
     for fmt, path in paths.items():
       export.check_writable(path, is_dir=fmt == "obj")
   start = time.perf_counter()
-  run = restore(ckpt)
+  assets = None
+  if template:
+    from mmtalker_jax.mesh.assets import load_mesh_assets
+    assets = load_mesh_assets(template)
+  run = restore(ckpt, assets, config)
   predictor = Predictor(run)
   name = predictor.styles[predictor.style_index(style)]  # an unknown style fails here
   restore_seconds = time.perf_counter() - start

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import flax.linen as nn
 import numpy as np
@@ -26,16 +26,20 @@ def make_decoder(model: nn.Module, chunk_mib: float) -> ChunkedDecoder:
                         to_host=lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)))
 
 
-def predict_split(decoder: ChunkedDecoder, params: dict[str, Any], batcher: Batcher,
+def predict_split(decoder: ChunkedDecoder | Mapping[str, ChunkedDecoder],
+                  params: dict[str, Any], batcher: Batcher,
                   mesh) -> Iterator[tuple[Sequence, dict]]:
   """Yields (sequence, {'preds': {row: [T,V,3]}, 'gt': [T,V,3], 'template': [V,3]}) in order.
 
   Args:
+    decoder: one decoder for every row, or {row name: its decoder} (rows of
+      different models).
     params: {row name: parameters}; each batch is decoded once per entry.
   """
+  decoders = decoder if isinstance(decoder, Mapping) else {row: decoder for row in params}
   for local in batcher.epoch(0):
     batch = sharding.global_batch({k: local[k] for k in INPUTS}, mesh)
-    preds = {row: decoder(p, batch) for row, p in params.items()}
+    preds = {row: decoders[row](p, batch) for row, p in params.items()}
     rows = multihost_utils.process_allgather(
         {k: local[k] for k in ("seq_index", "vertices", "template")}, tiled=True)
     for r, i in enumerate(np.asarray(rows["seq_index"])):
@@ -122,13 +126,15 @@ def score(outputs: Iterable[tuple[Any, dict]], regions: dict[str, np.ndarray],
   return result
 
 
-def evaluate_rows(decoder: ChunkedDecoder, params: dict[str, Any], batcher: Batcher, mesh,
+def evaluate_rows(decoder: ChunkedDecoder | Mapping[str, ChunkedDecoder],
+                  params: dict[str, Any], batcher: Batcher, mesh,
                   mean_motion: np.ndarray,
                   on_sequence: Callable[[Sequence, np.ndarray], None] | None = None) -> dict:
   """Metrics of several parameter sets (a sweep's members) beside the two baselines.
 
   Args:
-    params: {row name: parameters} of one model (one compiled decoder serves all).
+    decoder, params: as in `predict_split` (one compiled decoder serves every
+      row of one model).
 
   Returns:
     {row: {...} for each entry, 'static_template': {...}, 'mean_motion': {...},

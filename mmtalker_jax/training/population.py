@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from mmtalker_jax import fileio
+from mmtalker_jax.errors import InputError
 from mmtalker_jax.models.sampler import SamplerSettings, sampler_settings
 from mmtalker_jax.training import sharding
 
@@ -165,6 +166,38 @@ def is_population_dir(path: str) -> bool:
       os.path.join(path, "checkpoints"))
 
 
+def gather(paths: list[str]) -> tuple[dict[str, dict[int, str]], dict[str, str]]:
+  """What evaluate.py's --ckpt paths name: ({member: {seed: run folder}},
+  {member: the path it came from}).
+
+  One run folder is a population of one (member ''). Several paths must be
+  population workdirs with distinct member names; they are evaluated together
+  and compared seed by seed (populations of different models: configs/seeds.py).
+
+  Raises:
+    InputError: naming the path, for a run folder among several, an empty
+      population or a member name two paths share.
+  """
+  if len(paths) == 1 and not is_population_dir(paths[0]):
+    return {"": {0: paths[0]}}, {"": paths[0]}
+  folders: dict[str, dict[int, str]] = {}
+  origin: dict[str, str] = {}
+  for path in paths:
+    if not is_population_dir(path):
+      raise InputError(path, "not a sweep's workdir: several --ckpt compare populations "
+                       "(configs/seeds.py trains any config as one)")
+    found = replica_dirs(path)
+    if not found:
+      raise InputError(path, "its members/ folder holds no run")
+    for member in found:
+      if member in folders:
+        raise InputError(path, f"member {member!r} is also in {origin[member]}; compared "
+                         "populations need distinct member names")
+      origin[member] = path
+    folders.update(found)
+  return folders, origin
+
+
 def replica_dirs(workdir: str) -> dict[str, dict[int, str]]:
   """{member: {seed: run folder}} of a sweep's workdir, members and seeds in order.
 
@@ -193,12 +226,22 @@ def sample_key(config: ml_collections.ConfigDict) -> jax.Array:
   return jax.random.fold_in(key, stream) if stream else key
 
 
-def stacked_settings(replicas: list[Replica]) -> tuple[SamplerSettings, np.ndarray, int]:
-  """(settings with [R] arrays, point mask [R, K_max], K_max) of the replicas."""
+def stacked_settings(replicas: list[Replica]) -> tuple[SamplerSettings, np.ndarray | None, int]:
+  """(settings with [R] arrays, point mask [R, K_max], K_max) of the replicas;
+  the mask is None when every replica supervises every vertex (K = 0).
+
+  Raises:
+    ValueError: for a program mixing K = 0 with sampled points.
+  """
   k_max = max(r.num_points for r in replicas)
+  if k_max and min(r.num_points for r in replicas) == 0:
+    raise ValueError("sweep members with sampler.num_points=0 (every vertex) and with "
+                     "sampled points cannot share a program")
   fields = zip(*(r.settings for r in replicas))
   settings = SamplerSettings(*(np.asarray(v, np.bool_ if isinstance(v[0], bool) else np.float32)
                                for v in fields))
+  if not k_max:
+    return settings, None, 0
   mask = np.stack([np.arange(k_max) < r.num_points for r in replicas]).astype(np.float32)
   return settings, mask, k_max
 

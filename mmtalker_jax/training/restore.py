@@ -30,18 +30,24 @@ class Restored:
   templates: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
-def restore(ckpt: str, assets: MeshAssets | None = None) -> Restored:
-  """Loads the checkpoint at `ckpt` (workdir: best, else latest; or a step folder).
+def restore(ckpt: str, assets: MeshAssets | None = None,
+            config: ml_collections.ConfigDict | None = None) -> Restored:
+  """Loads the checkpoint at `ckpt` (workdir: best, else latest; or a step folder;
+  or a published FaceFormer `.pth`, see `published`).
 
   Args:
     ckpt: the --ckpt path.
     assets: the mesh to run on (a corpus's); its topology must match the
       checkpoint's. None: the run's own (<workdir>/mesh).
+    config: a `.pth` file's config (configs/faceformer_vocaset.py, ...); a
+      run folder brings its own.
 
   Raises:
     InputError: for a missing, empty or half-written checkpoint, or a mesh
       that differs from the one the checkpoint was trained on.
   """
+  if is_published(ckpt):
+    return published(ckpt, config, assets)
   mngr, workdir, step = run_folder.open_for_reading(ckpt)
   config, meta = checkpoint.read_config(mngr, step)
   saved, templates = run_folder.load_mesh(workdir)
@@ -50,6 +56,48 @@ def restore(ckpt: str, assets: MeshAssets | None = None) -> Restored:
   restored = _restore_onto(mngr, workdir, step, config, meta, assets)
   restored.templates = templates
   return restored
+
+
+def is_published(ckpt: str) -> bool:
+  """Whether `ckpt` names a PyTorch state dict (a released FaceFormer model)."""
+  return ckpt.endswith((".pth", ".pt"))
+
+
+def published(path: str, config: ml_collections.ConfigDict | None,
+              assets: MeshAssets | None) -> Restored:
+  """A released FaceFormer `.pth` as a restored run, read without torch.
+
+  `config` describes it (configs/faceformer_vocaset.py or faceformer_biwi.py:
+  width, period, audio alignment, and the training subjects in the order of
+  the model's one-hot style vector); `assets` is the template mesh it animates.
+
+  Raises:
+    InputError: naming `path`, without a config or mesh, or for weights that
+      do not fit them.
+  """
+  from mmtalker_jax.models import faceformer_weights  # deferred: only for .pth files
+  from mmtalker_jax.torch_checkpoint import load_state_dict
+
+  if config is None or config.model.get("name") != "faceformer":
+    raise InputError(path, "a PyTorch checkpoint needs its FaceFormer config: --config "
+                     "configs/faceformer_vocaset.py or configs/faceformer_biwi.py")
+  if assets is None:
+    raise InputError(path, "a PyTorch checkpoint needs the template mesh it animates "
+                     "(predict.py: --template MESH; evaluate.py: the corpus's)")
+  styles = list(config.data.splits.train.subjects)
+  model = build_model(config, assets, len(styles))
+  state = load_state_dict(path)
+  want = {"vertice_map.weight": (int(config.model.width), 3 * assets.num_vertices),
+          "obj_vector.weight": (int(config.model.width), len(styles))}
+  for key, shape in want.items():
+    if key in state and tuple(state[key].shape) != shape:
+      raise InputError(path, f"{key} has shape {list(state[key].shape)}, but the config and "
+                       f"mesh ask for {list(shape)} ({assets.num_vertices} vertices, "
+                       f"{len(styles)} training subjects, width {config.model.width})")
+  params = faceformer_weights.params_from_state_dict(state, model.speech, path)
+  mesh = sharding.make_mesh()
+  params = jax.device_put(params, sharding.replicated(mesh))
+  return Restored(config, path, 0, styles, model, params, mesh, None)
 
 
 def read_run_config(ckpt: str) -> ml_collections.ConfigDict:
