@@ -282,3 +282,55 @@ def test_faceformer_trains_resumes_evaluates_predicts_and_compares(tiny_corpus_r
   motion = frames - frames.mean(axis=0)
   first, last = np.abs(motion[:300]).mean(), np.abs(motion[-300:]).mean()
   assert first > 0 and 0.5 < last / first < 2.0, (first, last)
+
+
+PUBLISHED_CONFIG = '''
+import json, sys
+sys.path.insert(0, {root!r})
+from configs import multiface
+from configs.faceformer_vocaset import use_published_faceformer
+import ml_collections
+
+def get_config():
+  meta = json.load(open({meta!r}))
+  config = multiface.get_config()
+  config.data.root = {corpus!r}
+  config.data.num_vertices = meta["num_vertices"]
+  config.data.splits.train.subjects = ["01", "02", "03"][:meta["num_subjects"]]
+  use_published_faceformer(config, meta["width"], meta["period"], "interpolate")
+  config.model.speech_architecture = ml_collections.ConfigDict(meta["speech"])
+  return config
+'''
+
+
+def test_a_released_pth_is_scored_and_animates_through_the_clis(tmp_path):
+  """evaluate.py and predict.py on a .pth with its config and mesh (the
+  VOCASET fixture on a 30-vertex corpus in the Multiface layout)."""
+  from tests.test_check import _multiface_layout
+
+  corpus = str(tmp_path / "corpus")
+  _multiface_layout(corpus, 30)
+  config = tmp_path / "published.py"
+  config.write_text(PUBLISHED_CONFIG.format(root=ROOT, corpus=corpus,
+                                            meta=os.path.join(FIXTURES, "vocaset.json")))
+  pth = os.path.join(FIXTURES, "vocaset.pth")
+  proc = cli("evaluate.py", "--ckpt", pth, "--config", str(config), "--out",
+             str(tmp_path / "r.json"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((tmp_path / "r.json").read_text())
+  assert result["sequences"] == 13
+  model, static = result["model"], result["static_template"]
+  assert np.isfinite(model["lve"]) and model["mve"] != static["mve"]
+
+  wav = os.path.join(corpus, "wav", "01_46.wav")
+  out = tmp_path / "anim.npy"
+  proc = cli("predict.py", "--ckpt", pth, "--config", str(config), "--template",
+             os.path.join(corpus, "face_template.obj"), "--audio", wav, "--style", "03",
+             "--out", str(out))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert np.load(out).shape == (15, 30, 3)
+  proc = cli("predict.py", "--ckpt", pth, "--audio", wav, "--out", str(out))
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == (f"error: {pth}: a PyTorch checkpoint needs its FaceFormer "
+                                 "config: --config configs/faceformer_vocaset.py or "
+                                 "configs/faceformer_biwi.py")
