@@ -334,3 +334,23 @@ def test_a_released_pth_is_scored_and_animates_through_the_clis(tmp_path):
   assert proc.stderr.strip() == (f"error: {pth}: a PyTorch checkpoint needs its FaceFormer "
                                  "config: --config configs/faceformer_vocaset.py or "
                                  "configs/faceformer_biwi.py")
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_padding_the_waveform_changes_nothing_in_the_real_frames(layout):
+  """wav2vec 2.0 front end: a row padded with silence (and masked) into a longer
+  bucket gives its real frames as alone: audio is resampled from its real length."""
+  published_model, ref = published(layout)
+  model = published_model.model
+  fps = model.fps
+  t = int(len(ref["wave"]) * fps / 16000)
+  wave = normalize_waveform(ref["wave"][:int(t * 16000 / fps)])
+  pad_frames = 7
+
+  def motion(w, frames):
+    return model.apply({"params": published_model.params}, jnp.asarray(w)[None, :, None], None,
+                       jnp.array([0]), frames, method=model.encode)["motion"][0]
+  alone = motion(wave, jnp.ones((1, t)))
+  padded_wave = np.pad(wave, (0, int(pad_frames * 16000 / fps)))
+  padded = motion(padded_wave, jnp.pad(jnp.ones((1, t)), ((0, 0), (0, pad_frames))))
+  np.testing.assert_allclose(padded[:t], alone, atol=1e-5 * float(jnp.abs(alone).max()))
