@@ -1,4 +1,4 @@
-"""Trains MMTalker.
+"""Trains a network: MMTalker, or FaceFormer (config.model.name; docs/faceformer.md).
 
   python train.py --config configs/default.py --workdir runs/synthtalk [--config.train.num_steps=500]
 
