@@ -38,11 +38,11 @@ import numpy as np
 
 from mmtalker_jax.mesh.assets import MeshAssets
 from mmtalker_jax.models.faceformer_audio import FaceFormerAudio
+from mmtalker_jax.models.forward import VERTICES, forward, given_points
 from mmtalker_jax.models.points import interpolate
 from mmtalker_jax.models.sampler import SurfaceSample
 from mmtalker_jax.models.speech.wav2vec2 import SpeechConfig
 
-VERTICES = "vertices"
 _NEG = -1e9
 
 
@@ -290,21 +290,15 @@ class FaceFormer(nn.Module):
     if points is None:
       raise ValueError("FaceFormer predicts every vertex and draws no points: "
                        "set config.sampler.num_points=0")
-    face_ids, bary = self.assets.vertex_points() if isinstance(points, str) else points
-    k = jnp.shape(face_ids)
-    return SurfaceSample(face_ids, bary, jnp.ones(k, jnp.float32), jnp.zeros(k, jnp.float32))
+    return given_points(self.assets, points)
 
   def __call__(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
                frame_mask: jnp.ndarray, points: Any = VERTICES,
                num_points: int | None = None, sampler: Any = None, rows: int = 0,
                targets: jnp.ndarray | None = None) -> tuple[jnp.ndarray, dict]:
-    """The forward pass, with MMTalker's signature and outputs (models/mmtalker.py)."""
-    sample = self.surface_points(points, num_points, sampler, rows)
-    encoded = self.encode(audio, template, style, frame_mask, targets)
-    displacements, at_points = self.decode(encoded, sample.face_ids, sample.bary, frame_mask)
-    aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
-           "log_p": sample.log_p, "template": at_points, "encoded": encoded}
-    return displacements, aux
+    """The forward pass, with MMTalker's signature and outputs (`forward.forward`)."""
+    return forward(self, audio, template, style, frame_mask, points, num_points, sampler,
+                   rows, targets)
 
 
 def build_model(config: ml_collections.ConfigDict, assets: MeshAssets,

@@ -11,6 +11,7 @@ import ml_collections
 
 from mmtalker_jax.mesh.assets import MeshAssets
 from mmtalker_jax.models.audio_encoder import AudioEncoder
+from mmtalker_jax.models.forward import VERTICES, forward, given_points
 from mmtalker_jax.models.fusion import DualCrossAttention
 from mmtalker_jax.models.gcn import GeometryPooling, ResidualGCN
 from mmtalker_jax.models.points import fourier_features, interpolate, interpolate_corners
@@ -20,13 +21,8 @@ from mmtalker_jax.models.sampler import (SamplerSettings, SurfaceSample, area_lo
 from mmtalker_jax.models.speech.levels import PretrainedAudio
 from mmtalker_jax.models.speech.wav2vec2 import SpeechConfig
 
-VERTICES = "vertices"
 # The model's batch inputs, in the order `encode` and `__call__` take them.
 INPUTS = ("audio", "template", "style", "frame_mask")
-
-
-def _is_vertices(points: Any) -> bool:
-  return isinstance(points, str) and points == VERTICES
 
 
 class MMTalker(nn.Module):
@@ -109,7 +105,8 @@ class MMTalker(nn.Module):
     raise ValueError(f"unknown audio_encoder {self.speech_encoder!r} (logmel | pretrained)")
 
   def encode(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
-             frame_mask: jnp.ndarray) -> dict[str, jnp.ndarray]:
+             frame_mask: jnp.ndarray, targets: jnp.ndarray | None = None
+             ) -> dict[str, jnp.ndarray]:
     """Everything that does not depend on the query points.
 
     Args:
@@ -118,6 +115,7 @@ class MMTalker(nn.Module):
       template: [B,V,3] neutral faces.
       style: [B] int style index.
       frame_mask: [B,T] 1 on real frames; T sets the output length.
+      targets: the true vertices in training (models/registry.py); not read.
 
     Returns:
       {'motion': [B,T,D] per-frame motion, 'tokens': [B,G,D] geometry tokens
@@ -192,9 +190,7 @@ class MMTalker(nn.Module):
     (`sample_points`, with its `rows`). Given points weigh 1 and have log p 0."""
     if points is None:
       return self.sample_points(num_points, sampler, rows)
-    face_ids, bary = self.assets.vertex_points() if _is_vertices(points) else points
-    k = jnp.shape(face_ids)
-    return SurfaceSample(face_ids, bary, jnp.ones(k, jnp.float32), jnp.zeros(k, jnp.float32))
+    return given_points(self.assets, points)
 
   def __call__(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
                frame_mask: jnp.ndarray, points: Any = VERTICES,
@@ -213,18 +209,10 @@ class MMTalker(nn.Module):
         does not read them.
 
     Returns:
-      displacements [B,T,K,3] (K = V for VERTICES), and aux with
-      'face_ids' [K] ([B,K] with rows), 'bary' [K,3], 'weights' [K] (importance
-      weights p_area/p), 'log_p' [K] (log p of each point's face),
-      'template' [B,K,3] (the neutral face at the points) and 'encoded'
-      (`encode`'s output, for decoding at other points without encoding again).
+      (displacements [B,T,K,3], aux): see `forward.forward`.
     """
-    sample = self.surface_points(points, num_points, sampler, rows)
-    encoded = self.encode(audio, template, style, frame_mask)
-    displacements, at_points = self.decode(encoded, sample.face_ids, sample.bary, frame_mask)
-    aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
-           "log_p": sample.log_p, "template": at_points, "encoded": encoded}
-    return displacements, aux
+    return forward(self, audio, template, style, frame_mask, points, num_points, sampler,
+                   rows, targets)
 
 
 def build_model(config: ml_collections.ConfigDict, assets: MeshAssets,

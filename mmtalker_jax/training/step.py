@@ -12,7 +12,7 @@ import optax
 
 from mmtalker_jax import losses
 from mmtalker_jax.models.registry import INPUTS
-from mmtalker_jax.models.mmtalker import VERTICES
+from mmtalker_jax.models.forward import VERTICES
 from mmtalker_jax.models.points import interpolate
 from mmtalker_jax.models.sampler import SamplerSettings
 from mmtalker_jax.training.state import TrainState

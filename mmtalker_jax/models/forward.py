@@ -1,0 +1,46 @@
+"""The forward pass every network shares: where to predict, encode, decode there.
+
+A network (models/registry.py) supplies `surface_points`, `encode` and
+`decode`; `forward` composes them into the (displacements, aux) pair the
+training step, evaluation and prediction read, so the composition exists once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+
+from mmtalker_jax.mesh.assets import MeshAssets
+from mmtalker_jax.models.sampler import SurfaceSample
+
+VERTICES = "vertices"  # `points=VERTICES`: every vertex of the template
+
+
+def given_points(assets: MeshAssets, points: Any) -> SurfaceSample:
+  """VERTICES or (face_ids [K], bary [K,3]) as a sample whose points weigh 1 and
+  have log p 0 (nothing was drawn)."""
+  is_vertices = isinstance(points, str) and points == VERTICES
+  face_ids, bary = assets.vertex_points() if is_vertices else points
+  k = jnp.shape(face_ids)
+  return SurfaceSample(face_ids, bary, jnp.ones(k, jnp.float32), jnp.zeros(k, jnp.float32))
+
+
+def forward(model, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
+            frame_mask: jnp.ndarray, points: Any, num_points: int | None, sampler: Any,
+            rows: int, targets: jnp.ndarray | None) -> tuple[jnp.ndarray, dict]:
+  """`model`'s points (`surface_points`), `encode`, then `decode` at the points.
+
+  Returns:
+    displacements [B,T,K,3] (K = V for VERTICES), and aux with
+    'face_ids' [K] ([B,K] with rows), 'bary' [K,3], 'weights' [K] (importance
+    weights p_area/p), 'log_p' [K] (log p of each point's face),
+    'template' [B,K,3] (the neutral face at the points) and 'encoded'
+    (`encode`'s output, for decoding at other points without encoding again).
+  """
+  sample = model.surface_points(points, num_points, sampler, rows)
+  encoded = model.encode(audio, template, style, frame_mask, targets)
+  displacements, at_points = model.decode(encoded, sample.face_ids, sample.bary, frame_mask)
+  aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
+         "log_p": sample.log_p, "template": at_points, "encoded": encoded}
+  return displacements, aux
