@@ -68,6 +68,14 @@ def test_members_apply_overrides_and_name_bad_ones():
   config.sweep.members = {"worse": dict(mode="uniform")}
   with pytest.raises(ValueError, match="'worse'.*mode"):
     population.replicas_of(config, "/w")
+  # K = 0 (every vertex) draws nothing: no point mask; it cannot share a program
+  # with sampled members.
+  config.sweep.members = {"all": dict(num_points=0), "all_too": dict(num_points=0)}
+  _, mask, k = population.stacked_settings(population.replicas_of(config, "/w"))
+  assert mask is None and k == 0
+  config.sweep.members = {"all": dict(num_points=0), "some": dict(num_points=64)}
+  with pytest.raises(ValueError, match="num_points=0.*cannot share a program"):
+    population.stacked_settings(population.replicas_of(config, "/w"))
 
 
 def test_seeds_replicate_every_member_in_seed_major_programs():
