@@ -50,12 +50,21 @@ def _sentence(spec: SynthSpec, k: int) -> phones.Sentence:
   return phones.make_sentence(rng, target_seconds=rng.uniform(2.4, 5.0))
 
 
-def _render_take(spec: SynthSpec, uv: np.ndarray, s: int, k: int):
-  """(wav bytes, npy bytes) of subject s saying sentence k."""
-  shape, style, voice, rate = _subject_params(spec, s)
+def take_timeline(spec: SynthSpec, s: int, k: int
+                  ) -> tuple[phones.Timeline, np.random.Generator]:
+  """When subject s (0-based, train then unseen) says sentence k (1-based), and
+  the take's generator, drawn past the timeline (rendering goes on with it)."""
+  rate = _subject_params(spec, s)[3]
   rng = np.random.default_rng([spec.seed, _TAKE, s, k])
   timeline = phones.make_timeline(_sentence(spec, k), rng, rate,
                                   spec.min_seconds, spec.max_seconds)
+  return timeline, rng
+
+
+def _render_take(spec: SynthSpec, uv: np.ndarray, s: int, k: int):
+  """(wav bytes, npy bytes) of subject s saying sentence k."""
+  shape, style, voice, rate = _subject_params(spec, s)
+  timeline, rng = take_timeline(spec, s, k)
   num_frames = int(timeline.duration * spec.fps)
   num_samples = int(round(num_frames * spec.sample_rate / spec.fps))
   audio = speech.synthesize(timeline, voice, spec.sample_rate, num_samples, rng)
