@@ -61,6 +61,18 @@ def test_alignment_files_are_read_and_bad_ones_named(tmp_path):
       phones.read_file(str(path))
 
 
+def test_a_corpus_alignment_file_comes_first(tiny_config, tmp_path):
+  spec = synth.spec_from_config(tiny_config.data)
+  stem = "SynthTalk_S01_sentence01"
+  found, source = phones.for_sequence(str(tmp_path), stem, spec=spec)
+  assert source == "synthtalk" and found == phones.from_synthtalk(spec, stem)
+  os.makedirs(tmp_path / "phones")
+  (tmp_path / "phones" / f"{stem}.json").write_text(phones.to_json([("SIL", 0.0, 2.0)]))
+  assert phones.for_sequence(str(tmp_path), stem, spec=spec) == ([("SIL", 0.0, 2.0)], "file")
+  with pytest.raises(InputError, match="no alignment file, and no audio"):
+    phones.for_sequence(str(tmp_path), "other", spec=None)
+
+
 def test_pocketsphinx_finds_synthtalks_boundaries(tiny_config, tiny_corpus_root):
   spec = synth.spec_from_config(tiny_config.data)
   recognize = phones.Recognizer()

@@ -77,7 +77,28 @@ def read_file(path: str) -> Phones:
 
 
 def alignment_file(root: str, stem: str) -> str:
+  """Where a corpus keeps the alignment of its sequence `stem`."""
   return os.path.join(root, "phones", stem + ".json")
+
+
+def for_sequence(root: str, stem: str, wave: np.ndarray | None = None, spec=None,
+                 recognizer: "Recognizer | None" = None) -> tuple[Phones, str]:
+  """(phones, source) of a corpus sequence: its alignment file when there is
+  one ('file'), else the generator's timeline for a SynthTalk corpus of `spec`
+  ('synthtalk'), else pocketsphinx on its 16 kHz `wave` ('pocketsphinx').
+
+  Raises:
+    InputError: for a bad alignment file, or nothing to go on (no file, no
+      spec, no wave).
+  """
+  path = alignment_file(root, stem)
+  if os.path.isfile(path):
+    return read_file(path), "file"
+  if spec is not None:
+    return from_synthtalk(spec, stem), "synthtalk"
+  if wave is None:
+    raise InputError(path, "no alignment file, and no audio to recognize phones from")
+  return (recognizer or Recognizer())(wave), "pocketsphinx"
 
 
 class Recognizer:
