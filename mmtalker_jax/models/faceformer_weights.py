@@ -86,6 +86,18 @@ def params_from_state_dict(state: dict[str, np.ndarray], speech: SpeechConfig,
   }
 
 
+def check_sizes(state: dict[str, np.ndarray], width: int, num_vertices: int,
+                num_subjects: int, path: str = "") -> None:
+  """Raises InputError, naming `path`, when the state dict's vertex and style
+  maps do not have the sizes the model is asked for."""
+  for key, want in (("vertice_map.weight", (width, 3 * num_vertices)),
+                    ("obj_vector.weight", (width, num_subjects))):
+    if key in state and tuple(state[key].shape) != want:
+      raise InputError(path, f"{key} has shape {list(state[key].shape)}, expected "
+                       f"{list(want)} for {num_vertices} vertices, {num_subjects} subjects "
+                       f"and width {width}")
+
+
 @dataclasses.dataclass
 class PublishedFaceFormer:
   """A released FaceFormer model and its official prediction recipe."""
@@ -151,11 +163,7 @@ def from_pytorch(path: str | os.PathLike, dataset: str, num_vertices: int, num_s
   fps, default_period, alignment, _ = DATASETS[dataset]
   state = load_state_dict(path)
   d = int(state["vertice_map.weight"].shape[0]) if "vertice_map.weight" in state else 0
-  for key, want in (("vertice_map.weight", (d, 3 * num_vertices)),
-                    ("obj_vector.weight", (d, num_subjects))):
-    if key in state and tuple(state[key].shape) != want:
-      raise InputError(str(path), f"{key} has shape {list(state[key].shape)}, expected "
-                       f"{list(want)} for {num_vertices} vertices and {num_subjects} subjects")
+  check_sizes(state, d, num_vertices, num_subjects, str(path))
   params = params_from_state_dict(state, speech, str(path))
   model = FaceFormer(assets=None, num_styles=num_subjects, fps=fps, feature_rate=16000.0,
                      displacement_scale=1.0, width=d, num_heads=4,

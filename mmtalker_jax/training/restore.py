@@ -87,13 +87,8 @@ def published(path: str, config: ml_collections.ConfigDict | None,
   styles = list(config.data.splits.train.subjects)
   model = build_model(config, assets, len(styles))
   state = load_state_dict(path)
-  want = {"vertice_map.weight": (int(config.model.width), 3 * assets.num_vertices),
-          "obj_vector.weight": (int(config.model.width), len(styles))}
-  for key, shape in want.items():
-    if key in state and tuple(state[key].shape) != shape:
-      raise InputError(path, f"{key} has shape {list(state[key].shape)}, but the config and "
-                       f"mesh ask for {list(shape)} ({assets.num_vertices} vertices, "
-                       f"{len(styles)} training subjects, width {config.model.width})")
+  faceformer_weights.check_sizes(state, int(config.model.width), assets.num_vertices,
+                                 len(styles), path)
   params = faceformer_weights.params_from_state_dict(state, model.speech, path)
   mesh = sharding.make_mesh()
   params = jax.device_put(params, sharding.replicated(mesh))
