@@ -50,7 +50,6 @@ def split_batcher(corpus, config):
 
 def run():
   import jax
-  from mmtalker_jax import configlib
   from mmtalker_jax.data.corpus import Corpus
   from mmtalker_jax.errors import InputError
   from mmtalker_jax.inference.decoder import decode_budget
@@ -76,10 +75,7 @@ def run():
                      f"--ckpt {ckpts[0]}/members/NAME[/seed_S]")
   published = restore.is_published(ckpts[0])
   if published:
-    if not _CONFIG.value:
-      raise InputError(ckpts[0], "a PyTorch checkpoint needs its FaceFormer config: "
-                       "--config configs/faceformer_vocaset.py or configs/faceformer_biwi.py")
-    config = configlib.load_config(_CONFIG.value)
+    config = restore.published_config(ckpts[0], _CONFIG.value)
   elif _CONFIG.value:
     raise InputError(ckpts[0], "--config is for a .pth checkpoint; a run folder brings "
                      "its own config")

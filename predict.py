@@ -75,15 +75,13 @@ def run(extra_audio: list[str]):
     if not _OUT_DIR.value:
       raise InputError("", "several inputs need --out_dir (outputs are named after each input)")
     outputs = batch.output_paths(sources, _OUT_DIR.value, tuple(_FORMATS.value))
+  from mmtalker_jax.training import restore
   config = None
-  if _CONFIG.value or _TEMPLATE.value:
-    from mmtalker_jax import configlib
-    from mmtalker_jax.training.restore import is_published
-    if not is_published(_CKPT.value):
-      raise InputError(_CKPT.value, "--config and --template are for a .pth checkpoint; a run "
-                       "folder brings its own")
-    if _CONFIG.value:
-      config = configlib.load_config(_CONFIG.value)
+  if restore.is_published(_CKPT.value):
+    config = restore.published_config(_CKPT.value, _CONFIG.value)
+  elif _CONFIG.value or _TEMPLATE.value:
+    raise InputError(_CKPT.value, "--config and --template are for a .pth checkpoint; a run "
+                     "folder brings its own")
   report = inference.animate_files(_CKPT.value, sources, outputs, _STYLE.value, _SUBDIVIDE.value,
                                    log=(lambda _: None) if single else print,
                                    stop_on_error=single, config=config,

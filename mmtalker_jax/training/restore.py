@@ -63,6 +63,23 @@ def is_published(ckpt: str) -> bool:
   return ckpt.endswith((".pth", ".pt"))
 
 
+_NEEDS_CONFIG = ("a PyTorch checkpoint needs its FaceFormer config: --config "
+                 "configs/faceformer_vocaset.py or configs/faceformer_biwi.py")
+
+
+def published_config(path: str, config_file: str | None) -> ml_collections.ConfigDict:
+  """The config file (--config) that describes the `.pth` at `path`.
+
+  Raises:
+    InputError: naming `path` when no config file is given.
+  """
+  from mmtalker_jax import configlib  # deferred: only for .pth files
+
+  if not config_file:
+    raise InputError(path, _NEEDS_CONFIG)
+  return configlib.load_config(config_file)
+
+
 def published(path: str, config: ml_collections.ConfigDict | None,
               assets: MeshAssets | None) -> Restored:
   """A released FaceFormer `.pth` as a restored run, read without torch.
@@ -79,8 +96,7 @@ def published(path: str, config: ml_collections.ConfigDict | None,
   from mmtalker_jax.torch_checkpoint import load_state_dict
 
   if config is None or config.model.get("name") != "faceformer":
-    raise InputError(path, "a PyTorch checkpoint needs its FaceFormer config: --config "
-                     "configs/faceformer_vocaset.py or configs/faceformer_biwi.py")
+    raise InputError(path, _NEEDS_CONFIG)
   if assets is None:
     raise InputError(path, "a PyTorch checkpoint needs the template mesh it animates "
                      "(predict.py: --template MESH; evaluate.py: the corpus's)")
