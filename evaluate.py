@@ -38,14 +38,17 @@ _RENDER = flags.DEFINE_string("render", None, "Write ground truth | prediction |
 flags.mark_flags_as_required(["ckpt"])
 
 
-def split_batcher(corpus, config):
-  """The split's batches, each process taking its rows of every global batch."""
+def split_batcher(corpus, config, models):
+  """The split's batches, each process taking its rows of every global batch,
+  with the key-motion inputs any of `models` reads."""
   import jax
   from mmtalker_jax.data.pipeline import Batcher
 
+  key_inputs = sorted({k for model in models for k in model.key_inputs})
   return Batcher(corpus, _SPLIT.value, int(config.eval.batch_size),
                  tuple(config.data.bucket_frames), train=False,
-                 process_index=jax.process_index(), process_count=jax.process_count())
+                 process_index=jax.process_index(), process_count=jax.process_count(),
+                 key_inputs=key_inputs)
 
 
 def run():
@@ -112,7 +115,8 @@ def run():
         decoders[origin[member]] = evaluation.make_decoder(r.model, decode_budget(config))
     decoder = {rows[(m, s)]: decoders[origin[m]] for m, s in runs}
     result = evaluation.evaluate_rows(
-        decoder, {rows[key]: r.params for key, r in runs.items()}, split_batcher(corpus, config),
+        decoder, {rows[key]: r.params for key, r in runs.items()},
+        split_batcher(corpus, config, [r.model for r in runs.values()]),
         first.mesh, mean_motion, writer)
     what = f"{_SPLIT.value} split of {corpus.root}"
   if not lead:

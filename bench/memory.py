@@ -160,7 +160,7 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
     return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                   compiled.out_info, compiled.output_shardings)
 
-  encode = decoder._encode.lower(params, *(inputs[k] for k in INPUTS)).compile()
+  encode = decoder._encode.lower(params, {}, *(inputs[k] for k in INPUTS)).compile()
   encoded = abstract(encode)
   points = decoder._points.lower(params, encoded, face_ids, bary).compile()
   at_points = abstract(points)

@@ -98,6 +98,14 @@ def get_config() -> ml_collections.ConfigDict:
       audio_encoder="logmel", speech_layers=(), freeze_feature_encoder=True,
       freeze_speech_transformer=False, speech_window_seconds=20.0,
       speech_overlap_seconds=4.0, speech_architecture=ml_collections.ConfigDict()))
+  # Key motions (KMTalk; models/key_motion.py, docs/keymotion.md): 'none',
+  # 'oracle' (the true displacement at key frames: an upper bound) or
+  # 'predicted' (acquired from viseme, audio and style as key_rank fields).
+  # Between key frames the guide is interpolated; it fades to zero over
+  # key_fade_seconds outside them; the network sees the gaps to the nearest key
+  # frames up to key_gap_seconds.
+  config.model.update(dict(key_motion="none", key_rank=16, key_fade_seconds=0.2,
+                           key_gap_seconds=0.5))
   # Where and how densely a training step supervises the surface
   # (models/sampler.py): K points from p = (1 - epsilon) q + epsilon p_area,
   # q = softmax(logits / temperature) ('learned') or p_area ('area'); the point
@@ -128,8 +136,9 @@ def get_config() -> ml_collections.ConfigDict:
   # leaves it off; the accelerator configs turn it on.
   # vertex_chunk_frames > 0 computes it that many frames at a time under remat
   # (same value and gradient, memory of one chunk; 0: all frames at once).
+  # key_motion_weight: the acquisition loss at key frames (key_motion='predicted').
   config.loss = ml_collections.ConfigDict(dict(
       point_weight=1.0, velocity_weight=1.0, vertex_weight=1.0, vertex_every=0,
-      vertex_chunk_frames=0))
+      vertex_chunk_frames=0, key_motion_weight=1.0))
   config.scale = ml_collections.ConfigDict(dict(lve=1e5, eve=1e5, fdd=1e5, mve=1e3))
   return config

@@ -27,7 +27,9 @@ def faceformer_model(width: int, period: int) -> ml_collections.ConfigDict:
       # audio_alignment: 'interpolate' (one state per frame) or 'pairs' (two).
       audio_encoder="logmel", audio_alignment="interpolate", audio_levels=3, conv_kernel=5,
       speech_layers=(), freeze_feature_encoder=True, freeze_speech_transformer=False,
-      speech_architecture=ml_collections.ConfigDict()))
+      speech_architecture=ml_collections.ConfigDict(),
+      # Key motions, as in configs/default.py (none in the published model).
+      key_motion="none", key_rank=16, key_fade_seconds=0.2, key_gap_seconds=0.5))
 
 
 def use_faceformer(config: ml_collections.ConfigDict, width: int, period: int) -> None:

@@ -5,9 +5,10 @@
   python evaluate.py --ckpt runs/ff --ckpt runs/mm --out compare.json
 
 The part after ':' names a config module in configs/ (default: `default`),
-with its own argument after a comma (`faceformer_synthtalk,tiny`). The one
-member is named after the model (config.model.name: 'mmtalker' or
-'faceformer'), so populations of different models can be evaluated together
+with its own argument after a comma (`faceformer_synthtalk,tiny`,
+`keymotion,predicted`). The one member is named after the model
+(config.model.name: 'mmtalker' or 'faceformer', with '_keys_<mode>' for key
+motions), so populations of different models can be evaluated together
 and compared seed by seed (evaluate.py with several --ckpt; docs/sweeps.md):
 a seed fixes the batches, so the same seed gives every model the same data.
 """
@@ -22,6 +23,8 @@ def get_config(base: str = "default") -> ml_collections.ConfigDict:
   module = importlib.import_module(f"configs.{name}")
   config = module.get_config(arg) if arg else module.get_config()
   member = config.model.get("name", "mmtalker")
+  if config.model.get("key_motion", "none") != "none":
+    member += f"_keys_{config.model.key_motion}"
   config.sweep = ml_collections.ConfigDict()
   config.sweep.members = ml_collections.ConfigDict({member: {}})
   config.sweep.seeds = (0, 1, 2)

@@ -28,6 +28,11 @@ def report(error: Exception) -> None:
   print(f"error: {error}", file=sys.stderr, flush=True)
 
 
+def note(line: str) -> None:
+  """A remark that is not an error: 'note: <line>' on stderr."""
+  print(f"note: {line}", file=sys.stderr, flush=True)
+
+
 def exit_on_input_error(fn: Callable[[], T]) -> T | NoReturn:
   """Runs `fn`; an `InputError` becomes one line on stderr and exit code 2."""
   try:

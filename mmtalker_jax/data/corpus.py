@@ -176,6 +176,8 @@ class Corpus:
       raise InputError(os.path.join(self.root, cfg.templates),
                        f"subject {missing[0]!r} has sequences but no template")
     self._frames: dict[str, int] = {}
+    self._key_visemes: dict[str, np.ndarray] = {}
+    self._recognizer = None
     self.train_subjects = list(cfg.splits.train.subjects)
 
   @property
@@ -212,6 +214,27 @@ class Corpus:
     cache = self.cfg.get("cache_dir") or os.path.join(self.root, ".feature_cache")
     return audio_lib.cached_features(seq.wav, self.num_frames(seq), self.fps,
                                     dict(self.cfg.features), cache)
+
+  def key_visemes(self, seq: Sequence) -> np.ndarray:
+    """[T] int32 key visemes of the sequence's frames (`visemes.key_track`;
+    kept in memory): phones from `<root>/phones/<name>.json`, SynthTalk's
+    generator, or pocketsphinx on the wav (keymotion/phones.py: `for_sequence`)."""
+    if seq.name not in self._key_visemes:
+      from mmtalker_jax.keymotion import phones, visemes  # deferred: pocketsphinx
+
+      spec = None
+      if self.cfg.get("synthetic") and self.cfg.synthetic.get("enabled"):
+        from mmtalker_jax.data.synthetic.corpus import spec_from_config
+        spec = spec_from_config(self.cfg)
+      if self._recognizer is None and spec is None:
+        self._recognizer = phones.Recognizer()
+      found, _ = phones.for_sequence(
+          self.root, seq.name, lambda: audio_lib.load_audio(seq.wav, 16000), spec,
+          self._recognizer)
+      t = self.num_frames(seq)
+      self._key_visemes[seq.name] = visemes.key_track(
+          visemes.key_frames(found, self.fps, t), t)
+    return self._key_visemes[seq.name]
 
   def template(self, seq: Sequence) -> np.ndarray:
     return self.templates[seq.subject]

@@ -12,6 +12,13 @@ so a jitted step compiles once per bucket:
   style       [b]            int32    speaking-style (training subject) index
   seq_index   [b]            int32    index into the split's sequences, -1 = padding
 
+and, when asked for (`key_inputs`: a key-motion network's, models/key_motion.py):
+
+  key_visemes [b, T]         int32    key viseme at key frames, 0 elsewhere
+                                      (Corpus.key_visemes)
+  key_motion  [b, T, V, 3]   float32  the true displacement at key frames, 0
+                                      elsewhere
+
 b is this host's share of the global batch: host p of P takes rows
 [p*B/P, (p+1)*B/P) of every global batch. The order of global batches is a
 function of (seed, epoch) alone, identical on every host.
@@ -52,11 +59,13 @@ class Batcher:
       Otherwise: fixed order, whole sequences, padding examples at the end.
     seed: shuffling and cropping seed.
     process_index, process_count: this host and the number of hosts.
+    key_inputs: the key-motion entries to add ('key_visemes', 'key_motion').
   """
 
   def __init__(self, corpus: Corpus, split: str, global_batch_size: int,
                buckets: Iterable[int], *, train: bool, seed: int = 0,
-               process_index: int = 0, process_count: int = 1):
+               process_index: int = 0, process_count: int = 1,
+               key_inputs: Iterable[str] = ()):
     if global_batch_size % process_count:
       raise ValueError(f"global batch {global_batch_size} does not split over "
                        f"{process_count} hosts")
@@ -70,6 +79,10 @@ class Batcher:
     self.train = train
     self.seed = seed
     self.process_index = process_index
+    self.key_inputs = tuple(key_inputs)
+    unknown = set(self.key_inputs) - {"key_visemes", "key_motion"}
+    if unknown:
+      raise ValueError(f"unknown key inputs {sorted(unknown)}")
     fps = corpus.fps
     self.feature_rate = float(corpus.cfg.features.feature_rate)
     self.crop_stride = alignment.crop_stride(fps, self.feature_rate)
@@ -134,8 +147,9 @@ class Batcher:
       return np.pad(x, [(0, 0), (0, length - x.shape[1])] + [(0, 0)] * (x.ndim - 2),
                     constant_values=value)
 
+    per_frame = {k: pad(batch[k], frames) for k in ("vertices", "frame_mask") + self.key_inputs}
     return dict(batch, audio=pad(batch["audio"], n_feat, audio_lib.padding_value(params)),
-                vertices=pad(batch["vertices"], frames), frame_mask=pad(batch["frame_mask"], frames))
+                **per_frame)
 
   def _assemble(self, bucket: int, rows: list[int], starts: list[int]) -> dict[str, np.ndarray]:
     corpus = self.corpus
@@ -153,6 +167,10 @@ class Batcher:
         "style": np.zeros((b,), np.int32),
         "seq_index": np.full((b,), -1, np.int32),
     }
+    if self.key_inputs:
+      batch["key_visemes"] = np.zeros((b, bucket), np.int32)
+    if "key_motion" in self.key_inputs:
+      batch["key_motion"] = np.zeros((b, bucket, v, 3), np.float32)
     for r, (i, start) in enumerate(zip(rows, starts)):
       if i < 0:
         batch["template"][r] = corpus.assets.vertices
@@ -161,6 +179,7 @@ class Batcher:
       verts = corpus.vertices(seq)
       feats = corpus.features(seq)
       t = len(verts)
+      f0 = 0
       if t > bucket:  # training crop, at a frame where features align exactly
         n_starts = (t - bucket) // self.crop_stride + 1
         f0 = start % n_starts * self.crop_stride
@@ -168,6 +187,12 @@ class Batcher:
         verts = verts[f0:f0 + bucket]
         feats = feats[j0:j0 + n_feat]
         t = bucket
+      if self.key_inputs:
+        keys = corpus.key_visemes(seq)[f0:f0 + t]
+        batch["key_visemes"][r, :t] = keys
+        if "key_motion" in self.key_inputs:
+          at = keys > 0
+          batch["key_motion"][r, :t][at] = verts[at] - corpus.template(seq)
       batch["vertices"][r, :t] = verts
       batch["audio"][r, :len(feats)] = feats
       batch["template"][r] = corpus.template(seq)

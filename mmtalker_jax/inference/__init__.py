@@ -28,8 +28,13 @@ class Report:
 
   def timings(self) -> str:
     t = self.totals
+    keys = ""
+    if t.aligned:
+      keys = (f" (of which aligning the speech for key motions with pocketsphinx "
+              f"{t.align_seconds:.2f} s: {t.phones} speech phones, {t.key_frames} key frames "
+              f"in {t.aligned} file{'s' if t.aligned > 1 else ''})")
     return (f"restore {self.restore_seconds:.2f} s, read audio {t.read_seconds:.2f} s, "
-            f"predict {t.predict_seconds:.2f} s (compiling included), write "
+            f"predict {t.predict_seconds:.2f} s (compiling included){keys}, write "
             f"{t.write_seconds:.2f} s")
 
 

@@ -71,10 +71,16 @@ class Totals:
   read_seconds: float = 0.0
   predict_seconds: float = 0.0
   write_seconds: float = 0.0
+  # Key-motion runs: files aligned, speech phones and key frames found, time spent.
+  aligned: int = 0
+  phones: int = 0
+  key_frames: int = 0
+  align_seconds: float = 0.0
 
 
 def animate_all(predictor: Predictor, sources: list[str], outputs: list[dict],
-                style: str | None, sub, log=print, on_error=errors.report) -> Totals:
+                style: str | None, sub, log=print, on_error=errors.report,
+                note=errors.note) -> Totals:
   """Animates every source into its outputs; failures are reported, not raised.
 
   Args:
@@ -86,6 +92,8 @@ def animate_all(predictor: Predictor, sources: list[str], outputs: list[dict],
     log: where the per-file lines go.
     on_error: called with each file's InputError after its outputs are removed
       (default: one line on stderr; raise to stop at the first).
+    note: called with one line when a key-motion run finds no speech in a
+      file (it is animated from the audio alone).
   """
   totals = Totals()
   sr = int(predictor.features["sample_rate"])
@@ -102,6 +110,15 @@ def animate_all(predictor: Predictor, sources: list[str], outputs: list[dict],
       except ValueError as e:
         raise InputError(src, str(e)) from None
       t2 = time.perf_counter()
+      keys = predictor.key_frames
+      if keys is not None:
+        totals.aligned += 1
+        totals.phones += keys.phones
+        totals.key_frames += keys.key_frames
+        totals.align_seconds += keys.seconds
+        if not keys.key_frames:
+          note(f"{src}: {keys.source} found no key frames ({keys.phones} speech phones); "
+               "animated from the audio alone")
       for fmt, path in paths.items():
         if fmt == "npy":
           export.write_npy(path, frames)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mmtalker_jax.models.registry import INPUTS
+from mmtalker_jax.models.registry import INPUTS, keys_of
 
 
 # Regressor activations alive at once per [B,K,H] frame: measured with
@@ -58,15 +58,18 @@ class ChunkedDecoder:
     self.model = model
     self.chunk_mib = float(chunk_mib)
     self.to_host = to_host
-    self._encode = jax.jit(lambda p, *x: model.apply({"params": p}, *x, method=model.encode))
+    self._encode = jax.jit(lambda p, keys, *x: model.apply({"params": p}, *x, keys=keys,
+                                                           method=model.encode))
     self._points = jax.jit(lambda p, enc, f, b: model.apply(
         {"params": p}, enc, f, b, method=model.encode_points))
 
     def frames(p, pts, motion, mask, start, chunk):
       """Vertices of frames [start, start + chunk) (past T: padding)."""
-      pad = (0, chunk)
-      m = jax.lax.dynamic_slice_in_dim(jnp.pad(motion, ((0, 0), pad, (0, 0))), start, chunk, 1)
-      k = jax.lax.dynamic_slice_in_dim(jnp.pad(mask, ((0, 0), pad)), start, chunk, 1)
+      def window(x):  # [B,T,...] -> [B,chunk,...]
+        x = jnp.pad(x, [(0, 0), (0, chunk)] + [(0, 0)] * (x.ndim - 2))
+        return jax.lax.dynamic_slice_in_dim(x, start, chunk, 1)
+      m = jax.tree.map(window, motion)  # 'motion' may be a dict of per-frame arrays
+      k = window(mask)
       disp = model.apply({"params": p}, pts, m, k, method=model.decode_frames)
       return pts["template"][:, None] + disp
 
@@ -79,7 +82,8 @@ class ChunkedDecoder:
     Args:
       params: the model's parameters.
       inputs: 'audio' [B,F,n_mels], 'template' [B,V,3], 'style' [B],
-        'frame_mask' [B,T] (numpy, or global device arrays).
+        'frame_mask' [B,T] (numpy, or global device arrays), and the model's
+        key-motion inputs (`registry.inputs_of`).
       points: (face_ids [K], bary [K,3]) to predict at; default every vertex.
       num_frames: keep only the first frames (default all T).
 
@@ -89,7 +93,7 @@ class ChunkedDecoder:
     if points is None:
       points = self.model.assets.vertex_points()
     face_ids, bary = jnp.asarray(points[0]), jnp.asarray(points[1])
-    encoded = self._encode(params, *(inputs[k] for k in INPUTS))
+    encoded = self._encode(params, keys_of(self.model, inputs), *(inputs[k] for k in INPUTS))
     at_points = self._points(params, encoded, face_ids, bary)
     b, t = np.shape(inputs["frame_mask"])
     t_out = t if num_frames is None else min(int(num_frames), t)

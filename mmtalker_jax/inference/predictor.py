@@ -3,12 +3,17 @@
 The audio input is padded (with silence) to a multiple of
 `decode.length_bucket` frames so a new length rarely recompiles; padding
 changes nothing in the real frames. Decoding is `ChunkedDecoder`'s, the same
-path evaluation takes.
+path evaluation takes. A run with predicted key motions (models/key_motion.py)
+finds the key frames of the speech itself: pocketsphinx's phones
+(keymotion/phones.py), and speech in which it recognizes nothing is animated
+from the audio alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import time
 
 import numpy as np
 
@@ -32,6 +37,15 @@ def num_frames_for(num_samples: int, sample_rate: int, fps: float) -> int:
   return int(math.floor(frames + 0.5))
 
 
+@dataclasses.dataclass
+class KeyFrames:
+  """How the last `animate` call found its key frames."""
+  source: str  # 'pocketsphinx'
+  phones: int  # speech phones recognized (silence and noise not counted)
+  key_frames: int
+  seconds: float  # time spent recognizing
+
+
 class Predictor:
   """Animates speech with a restored checkpoint.
 
@@ -51,6 +65,12 @@ class Predictor:
     self.features = dict(run.config.data.features)
     self.fps = float(run.config.data.fps)
     self.decoder = ChunkedDecoder(self.model, float(chunk_mib or decode_budget(run.config)))
+    if "key_motion" in self.model.key_inputs:
+      raise InputError(run.workdir, "an oracle key-motion run reads the true motion at key "
+                       "frames, which new speech does not have: score it with evaluate.py on "
+                       "its corpus, and predict with a key_motion='predicted' run")
+    self._recognizer = None
+    self.key_frames: KeyFrames | None = None  # of the last `inputs` call
 
   @property
   def styles(self) -> list[str]:
@@ -92,8 +112,29 @@ class Predictor:
     mask[0, :t] = 1
     if template is None:
       template = self.template(style)
-    return {"audio": feats[None], "template": template[None].astype(np.float32),
-            "style": np.array([self.style_index(style)], np.int32), "frame_mask": mask}, t
+    inputs = {"audio": feats[None], "template": template[None].astype(np.float32),
+              "style": np.array([self.style_index(style)], np.int32), "frame_mask": mask}
+    if "key_visemes" in self.model.key_inputs:
+      inputs["key_visemes"] = np.pad(self._key_visemes(audio, sr, t), (0, t_pad - t))[None]
+    return inputs, t
+
+  def _key_visemes(self, audio: np.ndarray, sample_rate: int, num_frames: int) -> np.ndarray:
+    """[T] key visemes of the speech (pocketsphinx's phones); all 0 when it
+    recognizes no speech. Sets `key_frames`."""
+    from mmtalker_jax.keymotion import phones, visemes  # deferred: pocketsphinx
+
+    start = time.perf_counter()
+    if self._recognizer is None:
+      self._recognizer = phones.Recognizer()
+    wave = audio
+    if sample_rate != phones.SAMPLE_RATE:
+      import librosa
+      wave = librosa.resample(audio, orig_sr=sample_rate, target_sr=phones.SAMPLE_RATE)
+    found = self._recognizer(wave)
+    keys = visemes.key_frames(found, self.fps, num_frames)
+    speech = sum(visemes.viseme(p) != "silence" for p, _, _ in found)
+    self.key_frames = KeyFrames("pocketsphinx", speech, len(keys), time.perf_counter() - start)
+    return visemes.key_track(keys, num_frames)
 
   def animate(self, audio: np.ndarray, style: str | None = None,
               points: tuple[np.ndarray, np.ndarray] | None = None,

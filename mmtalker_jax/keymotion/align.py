@@ -26,7 +26,7 @@ _FPS = flags.DEFINE_float("fps", 30.0, "Mesh frame rate of the key frames.", low
 _OUT = flags.DEFINE_string("out", "keys.json", "Where to write the JSON.")
 _PHONES = flags.DEFINE_string("phones", None, "An alignment file to use instead of recognizing.")
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = phones_lib.SAMPLE_RATE
 
 
 def align(wave, fps: float, phones: phones_lib.Phones | None = None,

@@ -22,6 +22,7 @@ from mmtalker_jax.errors import InputError
 from mmtalker_jax.keymotion.visemes import viseme
 
 Phones = list[tuple[str, float, float]]
+SAMPLE_RATE = 16000  # what the recognizer hears
 
 # SynthTalk's phone classes (data/synthetic/phones.py) in ARPAbet.
 SYNTHTALK_PHONES = {"a": "AA", "ae": "AE", "e": "EH", "i": "IY", "o": "OW", "u": "UW",
@@ -81,11 +82,12 @@ def alignment_file(root: str, stem: str) -> str:
   return os.path.join(root, "phones", stem + ".json")
 
 
-def for_sequence(root: str, stem: str, wave: np.ndarray | None = None, spec=None,
+def for_sequence(root: str, stem: str, wave=None, spec=None,
                  recognizer: "Recognizer | None" = None) -> tuple[Phones, str]:
   """(phones, source) of a corpus sequence: its alignment file when there is
   one ('file'), else the generator's timeline for a SynthTalk corpus of `spec`
-  ('synthtalk'), else pocketsphinx on its 16 kHz `wave` ('pocketsphinx').
+  ('synthtalk'), else pocketsphinx on its 16 kHz `wave` ('pocketsphinx'):
+  an [S] array, or a function returning one (called only then).
 
   Raises:
     InputError: for a bad alignment file, or nothing to go on (no file, no
@@ -98,7 +100,7 @@ def for_sequence(root: str, stem: str, wave: np.ndarray | None = None, spec=None
     return from_synthtalk(spec, stem), "synthtalk"
   if wave is None:
     raise InputError(path, "no alignment file, and no audio to recognize phones from")
-  return (recognizer or Recognizer())(wave), "pocketsphinx"
+  return (recognizer or Recognizer())(wave() if callable(wave) else wave), "pocketsphinx"
 
 
 class Recognizer:

@@ -26,6 +26,8 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
+import numpy as np
+
 VISEMES: dict[str, tuple[str, ...]] = {
     "bilabial": ("P", "B", "M"),
     "labiodental": ("F", "V"),
@@ -85,3 +87,13 @@ def key_frames(phones: Sequence[tuple[str, float, float]], fps: float,
       continue
     out.append((frame, v))
   return out
+
+
+def key_track(keys: Sequence[tuple[int, str]], num_frames: int) -> np.ndarray:
+  """[T] int32 per-frame key visemes, the `key_visemes` a batch holds: 0 on
+  ordinary frames, 1 + KEY_VISEMES.index(viseme) at a key frame."""
+  track = np.zeros(num_frames, np.int32)
+  for frame, v in keys:
+    if 0 <= frame < num_frames:
+      track[frame] = 1 + KEY_VISEMES.index(v)
+  return track

@@ -38,6 +38,7 @@ import numpy as np
 
 from mmtalker_jax.mesh.assets import MeshAssets
 from mmtalker_jax.models.faceformer_audio import FaceFormerAudio
+from mmtalker_jax.models import key_motion as keys_lib
 from mmtalker_jax.models.forward import VERTICES, forward, given_points
 from mmtalker_jax.models.points import interpolate
 from mmtalker_jax.models.sampler import SurfaceSample
@@ -114,9 +115,21 @@ class FaceFormer(nn.Module):
   freeze_feature_encoder: bool = True
   freeze_speech_transformer: bool = False
   num_vertices: int = 0  # V when there are no assets (a published model's predictor)
+  # Key motions (models/key_motion.py): 'none', 'oracle' or 'predicted'. They
+  # enter every frame's decoder input beside the style vector, and the
+  # decoder predicts the difference from their guide.
+  key_motion: str = "none"
+  key_rank: int = 16
+  key_fade_seconds: float = 0.2
+  key_gap_seconds: float = 0.5
 
   # Features a decoded frame holds per point (inference/decoder.py sizes chunks by it).
   point_features = 3
+
+  @property
+  def key_inputs(self) -> tuple[str, ...]:
+    """The key-motion batch inputs this network reads (models/key_motion.py)."""
+    return keys_lib.INPUTS[keys_lib.check_mode(self.key_motion)]
 
   @property
   def vertex_count(self) -> int:
@@ -143,6 +156,11 @@ class FaceFormer(nn.Module):
     self.feed_forward_out = nn.Dense(d)
     self.output_map = nn.Dense(v3, kernel_init=nn.initializers.zeros)
     self.drop = nn.Dropout(self.dropout)
+    if keys_lib.check_mode(self.key_motion) != "none":
+      self.key_in = nn.Dense(d)  # (guide [3V], gaps [2]) per frame
+    if self.key_motion == "predicted":
+      self.key_acquisition = keys_lib.KeyAcquisition(self.key_rank, d)
+      self.key_basis = nn.Dense(v3, use_bias=False)  # J displacement fields [J,3V]
 
   # --- the decoder -----------------------------------------------------------
 
@@ -186,27 +204,29 @@ class FaceFormer(nn.Module):
     hidden = self.drop(nn.relu(self.feed_forward_in(x)), deterministic=deterministic)
     return self.norm3(x + self.drop(self.feed_forward_out(hidden), deterministic=deterministic))
 
-  def _teacher_forced(self, style, previous, memory, deterministic: bool) -> jnp.ndarray:
-    """All frames at once from the true previous displacements [B,T,3V] -> [B,T,3V]."""
+  def _teacher_forced(self, given, previous, memory, deterministic: bool) -> jnp.ndarray:
+    """All frames at once from the true previous displacements [B,T,3V] and
+    each frame's given input [B,T,D] (style, key motions) -> [B,T,3V]."""
     t = previous.shape[1]
-    x = self.vertex_map(previous) + style[:, None]
+    x = self.vertex_map(previous) + given
     frames = jnp.arange(t)
     x = self._positions(x, frames, deterministic)
     q, k, v = self._self_qkv(x)
     bias = period_bias(jnp.asarray(head_slopes(self.num_heads)), frames, frames, self.period)
     return self.output_map(self._layer(x, q, k, v, bias, memory, deterministic))
 
-  def _autoregressive(self, style, memory, num_frames: int, deterministic: bool) -> jnp.ndarray:
-    """Frame by frame from the model's own outputs -> [B,T,3V] (a scan with a key/value cache)."""
-    b, t = style.shape[0], num_frames
+  def _autoregressive(self, given, memory, num_frames: int, deterministic: bool) -> jnp.ndarray:
+    """Frame by frame from the model's own outputs and each frame's given
+    input [B,T,D] -> [B,T,3V] (a scan with a key/value cache)."""
+    b, t = given.shape[0], num_frames
     h, dh = self.num_heads, self.width // self.num_heads
     slopes = jnp.asarray(head_slopes(h))
     keys = jnp.arange(t)
 
     def step(module, carry, xs):
       k_cache, v_cache, previous = carry
-      i, mem_k, mem_v, mem_mask = xs
-      token = jnp.where(i == 0, style, module.vertex_map(previous) + style)
+      i, frame_input, mem_k, mem_v, mem_mask = xs
+      token = jnp.where(i == 0, frame_input, module.vertex_map(previous) + frame_input)
       x = module._positions(token[:, None], i[None], deterministic)
       q, k, v = module._self_qkv(x)
       k_cache = jax.lax.dynamic_update_slice_in_dim(k_cache, k, i, axis=1)
@@ -220,17 +240,18 @@ class FaceFormer(nn.Module):
     scan = nn.scan(step, variable_broadcast="params",
                    split_rngs={"params": False, "dropout": True}, in_axes=0, out_axes=0,
                    length=t)
-    cache = jnp.zeros((b, t, h, dh), style.dtype)
-    first = jnp.zeros((b, 3 * self.vertex_count), style.dtype)
+    cache = jnp.zeros((b, t, h, dh), given.dtype)
+    first = jnp.zeros((b, 3 * self.vertex_count), given.dtype)
     mem_k, mem_v, mem_mask = (jnp.moveaxis(m, 1, 0) for m in memory)
-    _, outs = scan(self, (cache, cache, first), (keys, mem_k, mem_v, mem_mask))
+    _, outs = scan(self, (cache, cache, first),
+                   (keys, jnp.moveaxis(given, 1, 0), mem_k, mem_v, mem_mask))
     return jnp.moveaxis(outs, 0, 1)
 
   # --- the harness's interface ------------------------------------------------
 
   def encode(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
-             frame_mask: jnp.ndarray, targets: jnp.ndarray | None = None
-             ) -> dict[str, jnp.ndarray]:
+             frame_mask: jnp.ndarray, targets: jnp.ndarray | None = None,
+             keys: dict[str, jnp.ndarray] | None = None) -> dict[str, jnp.ndarray]:
     """Decodes the whole sequence.
 
     Args:
@@ -241,22 +262,69 @@ class FaceFormer(nn.Module):
       targets: [B,T,V,3] true vertices, or None. With teacher_forcing, given
         targets are the decoder's input (training); otherwise it decodes
         autoregressively.
+      keys: the `key_inputs` batch entries (none without key motions).
 
     Returns:
-      {'motion': [B,T,3V] displacements in output units, 'template': [B,V,3]}.
+      {'motion': [B,T,3V] displacements in output units, 'template': [B,V,3]};
+      with key motions 'motion' is {'motion': [B,T,3V], and for predicted key
+      motions 'coefficients' [B,T,J] and 'key_mask' [B,T]}.
     """
     deterministic = not self.has_rng("dropout")
     states, mask = self.audio(audio, frame_mask)
     memory = self._memory(states, mask)
     style_vector = self.style_embedding(style)
     b, t = frame_mask.shape
+    given = jnp.broadcast_to(style_vector[:, None], (b, t, self.width))
+    extra, guide = {}, 0.0
+    if self.key_motion != "none":
+      guide, key_input, extra = self._key_frames(states, mask, style_vector, keys or {})
+      given = given + key_input
     if targets is not None and self.teacher_forcing:
       truth = (targets - template[:, None]).reshape(b, t, -1) / self.displacement_scale
       previous = jnp.pad(truth[:, :-1], ((0, 0), (1, 0), (0, 0)))
-      motion = self._teacher_forced(style_vector, previous, memory, deterministic)
+      motion = self._teacher_forced(given, previous, memory, deterministic)
     else:
-      motion = self._autoregressive(style_vector, memory, t, deterministic)
+      motion = self._autoregressive(given, memory, t, deterministic)
+    if self.key_motion != "none":  # the decoder predicts the difference from the guide
+      return {"motion": {"motion": motion + guide, **extra}, "template": template}
     return {"motion": motion, "template": template}
+
+  def _key_frames(self, states, mask, style_vector, keys):
+    """(guide [B,T,3V] output units, decoder input [B,T,D], extra per-frame
+    outputs) of the key motions."""
+    missing = [k for k in self.key_inputs if k not in keys]
+    if missing:
+      raise ValueError(f"key_motion={self.key_motion!r} needs the batch inputs {missing}")
+    visemes = keys["key_visemes"]
+    b, t = visemes.shape
+    fade, gap = self.fps * self.key_fade_seconds, self.fps * self.key_gap_seconds
+    extra = {}
+    if self.key_motion == "oracle":
+      values = keys["key_motion"].reshape(b, t, -1) / self.displacement_scale
+      guide, gaps = keys_lib.interpolate_keys(values, visemes, fade, gap)
+    else:
+      weights = mask[..., None]  # each frame's own audio states, averaged
+      audio = (self.audio_feature_map(states) * weights).sum(2) / jnp.maximum(
+          weights.sum(2), 1.0)
+      coefficients = self.key_acquisition(visemes, audio, style_vector)
+      # Completion reads the acquired key motions; only their own loss trains them.
+      coeff, gaps = keys_lib.interpolate_keys(jax.lax.stop_gradient(coefficients), visemes,
+                                              fade, gap)
+      guide = self.key_basis(coeff)
+      extra = {"coefficients": coefficients, "key_mask": (visemes > 0).astype(coeff.dtype)}
+    return guide, self.key_in(jnp.concatenate([guide, gaps], -1)), extra
+
+  def key_predictions(self, points: dict[str, jnp.ndarray], motion: Any
+                      ) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:
+    """{'key_motion': (acquired displacement [B,T,K,3], key-frame mask [B,T])}
+    for predicted key motions (the step scores them), else {}."""
+    if self.key_motion != "predicted":
+      return {}
+    pred = self.key_basis(motion["coefficients"])
+    b, t = pred.shape[:2]
+    pred = interpolate(pred.reshape(b, t, -1, 3), self.assets.faces, points["face_ids"],
+                       points["bary"])
+    return {"key_motion": (pred * self.displacement_scale, motion["key_mask"])}
 
   def encode_points(self, encoded: dict[str, jnp.ndarray], face_ids: jnp.ndarray,
                     bary: jnp.ndarray) -> dict[str, jnp.ndarray]:
@@ -266,9 +334,12 @@ class FaceFormer(nn.Module):
     return {"face_ids": face_ids, "bary": bary,
             "template": interpolate(encoded["template"], faces, face_ids, bary)}
 
-  def decode_frames(self, points: dict[str, jnp.ndarray], motion: jnp.ndarray,
+  def decode_frames(self, points: dict[str, jnp.ndarray], motion: Any,
                     frame_mask: jnp.ndarray) -> jnp.ndarray:
-    """Displacements [B,Tc,K,3] (data units; zero on padded frames) of motion [B,Tc,3V]."""
+    """Displacements [B,Tc,K,3] (data units; zero on padded frames) of motion
+    [B,Tc,3V] (with key motions: `encode`'s dict, sliced to Tc)."""
+    if self.key_motion != "none":
+      motion = motion["motion"]
     b, t = motion.shape[:2]
     per_vertex = motion.reshape(b, t, -1, 3)
     out = interpolate(per_vertex, self.assets.faces, points["face_ids"], points["bary"])
@@ -295,10 +366,11 @@ class FaceFormer(nn.Module):
   def __call__(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
                frame_mask: jnp.ndarray, points: Any = VERTICES,
                num_points: int | None = None, sampler: Any = None, rows: int = 0,
-               targets: jnp.ndarray | None = None) -> tuple[jnp.ndarray, dict]:
+               targets: jnp.ndarray | None = None,
+               keys: dict[str, jnp.ndarray] | None = None) -> tuple[jnp.ndarray, dict]:
     """The forward pass, with MMTalker's signature and outputs (`forward.forward`)."""
     return forward(self, audio, template, style, frame_mask, points, num_points, sampler,
-                   rows, targets)
+                   rows, targets, keys)
 
 
 def build_model(config: ml_collections.ConfigDict, assets: MeshAssets,
@@ -316,7 +388,10 @@ def build_model(config: ml_collections.ConfigDict, assets: MeshAssets,
       audio_alignment=m.audio_alignment, audio_levels=int(m.audio_levels),
       conv_kernel=int(m.conv_kernel), speech=SpeechConfig.from_dict(arch) if arch else None,
       freeze_feature_encoder=bool(m.freeze_feature_encoder),
-      freeze_speech_transformer=bool(m.freeze_speech_transformer))
+      freeze_speech_transformer=bool(m.freeze_speech_transformer),
+      key_motion=str(m.get("key_motion", "none")), key_rank=int(m.get("key_rank", 16)),
+      key_fade_seconds=float(m.get("key_fade_seconds", 0.2)),
+      key_gap_seconds=float(m.get("key_gap_seconds", 0.5)))
 
 
 def from_pytorch(path, dataset: str, num_vertices: int, num_subjects: int, **kwargs):

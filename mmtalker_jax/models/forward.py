@@ -28,19 +28,24 @@ def given_points(assets: MeshAssets, points: Any) -> SurfaceSample:
 
 def forward(model, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
             frame_mask: jnp.ndarray, points: Any, num_points: int | None, sampler: Any,
-            rows: int, targets: jnp.ndarray | None) -> tuple[jnp.ndarray, dict]:
+            rows: int, targets: jnp.ndarray | None,
+            keys: dict | None = None) -> tuple[jnp.ndarray, dict]:
   """`model`'s points (`surface_points`), `encode`, then `decode` at the points.
 
   Returns:
     displacements [B,T,K,3] (K = V for VERTICES), and aux with
     'face_ids' [K] ([B,K] with rows), 'bary' [K,3], 'weights' [K] (importance
     weights p_area/p), 'log_p' [K] (log p of each point's face),
-    'template' [B,K,3] (the neutral face at the points) and 'encoded'
-    (`encode`'s output, for decoding at other points without encoding again).
+    'template' [B,K,3] (the neutral face at the points), 'encoded'
+    (`encode`'s output, for decoding at other points without encoding again)
+    and 'supervised' (`key_predictions`: {name: (displacements [B,T,K,3],
+    frame mask [B,T])}, more outputs the loss scores against the truth).
   """
   sample = model.surface_points(points, num_points, sampler, rows)
-  encoded = model.encode(audio, template, style, frame_mask, targets)
-  displacements, at_points = model.decode(encoded, sample.face_ids, sample.bary, frame_mask)
+  encoded = model.encode(audio, template, style, frame_mask, targets, keys)
+  at_points = model.encode_points(encoded, sample.face_ids, sample.bary)
+  displacements = model.decode_frames(at_points, encoded["motion"], frame_mask)
   aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
-         "log_p": sample.log_p, "template": at_points, "encoded": encoded}
+         "log_p": sample.log_p, "template": at_points["template"], "encoded": encoded,
+         "supervised": model.key_predictions(at_points, encoded["motion"])}
   return displacements, aux

@@ -14,6 +14,7 @@ from mmtalker_jax.models.audio_encoder import AudioEncoder
 from mmtalker_jax.models.forward import VERTICES, forward, given_points
 from mmtalker_jax.models.fusion import DualCrossAttention
 from mmtalker_jax.models.gcn import GeometryPooling, ResidualGCN
+from mmtalker_jax.models import key_motion as keys_lib
 from mmtalker_jax.models.points import fourier_features, interpolate, interpolate_corners
 from mmtalker_jax.models.regressor import Regressor
 from mmtalker_jax.models.sampler import (SamplerSettings, SurfaceSample, area_logits,
@@ -68,11 +69,21 @@ class MMTalker(nn.Module):
   freeze_speech_transformer: bool = False
   speech_window_seconds: float = 0.0
   speech_overlap_seconds: float = 0.0
+  # Key motions (models/key_motion.py): 'none', 'oracle' or 'predicted'.
+  key_motion: str = "none"
+  key_rank: int = 16
+  key_fade_seconds: float = 0.2
+  key_gap_seconds: float = 0.5
 
   @property
   def point_features(self) -> int:
     """Floats per point a decoded frame holds (inference/decoder.py sizes chunks by it)."""
     return self.regressor_hidden
+
+  @property
+  def key_inputs(self) -> tuple[str, ...]:
+    """The key-motion batch inputs this network reads (models/key_motion.py)."""
+    return keys_lib.INPUTS[keys_lib.check_mode(self.key_motion)]
 
   def setup(self):
     assets = self.assets
@@ -88,6 +99,11 @@ class MMTalker(nn.Module):
                                      self.token_window)
     self.regressor = Regressor(self.regressor_hidden, self.regressor_layers, self.regressor_heads,
                                self.regressor_activation, self.regressor_rank)
+    if keys_lib.check_mode(self.key_motion) != "none":
+      self.key_in = nn.Dense(self.regressor_hidden)  # (guide [3], gaps [2]) per point and frame
+    if self.key_motion == "predicted":
+      self.key_acquisition = keys_lib.KeyAcquisition(self.key_rank, self.width)
+      self.key_basis = keys_lib.KeyBasis(self.key_rank, self.regressor_hidden)
 
   def _audio_encoder(self) -> nn.Module:
     if self.speech_encoder == "logmel":
@@ -105,8 +121,8 @@ class MMTalker(nn.Module):
     raise ValueError(f"unknown audio_encoder {self.speech_encoder!r} (logmel | pretrained)")
 
   def encode(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
-             frame_mask: jnp.ndarray, targets: jnp.ndarray | None = None
-             ) -> dict[str, jnp.ndarray]:
+             frame_mask: jnp.ndarray, targets: jnp.ndarray | None = None,
+             keys: dict[str, jnp.ndarray] | None = None) -> dict[str, jnp.ndarray]:
     """Everything that does not depend on the query points.
 
     Args:
@@ -116,19 +132,49 @@ class MMTalker(nn.Module):
       style: [B] int style index.
       frame_mask: [B,T] 1 on real frames; T sets the output length.
       targets: the true vertices in training (models/registry.py); not read.
+      keys: the `key_inputs` batch entries (none without key motions).
 
     Returns:
       {'motion': [B,T,D] per-frame motion, 'tokens': [B,G,D] geometry tokens
        (of the template alone: the points query them, so point features do not
        depend on the audio), 'geometry': [B,V,D] per-vertex features,
-       'template': [B,V,3]}.
+       'template': [B,V,3]}. With key motions 'motion' is a dict of per-frame
+       arrays (`_key_frames`); decoders slice every leaf along T alike.
     """
     levels = self.audio_encoder(audio, frame_mask)
     geometry = self.gcn(template)
     tokens = self.pool(geometry)
-    initial = jnp.broadcast_to(self.style_embedding(style)[:, None], levels[0].shape)
+    style_code = self.style_embedding(style)
+    initial = jnp.broadcast_to(style_code[:, None], levels[0].shape)
     motion, _ = self.fusion(levels, tokens, frame_mask, initial)
+    if self.key_motion != "none":
+      motion = self._key_frames(motion, levels[-1], style_code, keys or {})
     return {"motion": motion, "tokens": tokens, "geometry": geometry, "template": template}
+
+  def _key_frames(self, motion: jnp.ndarray, audio: jnp.ndarray, style_code: jnp.ndarray,
+                  keys: dict[str, jnp.ndarray]) -> dict[str, jnp.ndarray]:
+    """The per-frame arrays of a key-motion network ([B,T,...] each).
+
+    'motion' [B,T,D]; 'gaps' [B,T,2]; 'guide': oracle, the interpolated true
+    key displacements at every vertex [B,T,V,3] in output units; predicted,
+    the interpolated acquisition coefficients [B,T,J], with 'coefficients'
+    [B,T,J] (not interpolated) and 'key_mask' [B,T] for the acquisition loss.
+    """
+    missing = [k for k in self.key_inputs if k not in keys]
+    if missing:
+      raise ValueError(f"key_motion={self.key_motion!r} needs the batch inputs {missing}")
+    visemes = keys["key_visemes"]
+    fade, gap = self.fps * self.key_fade_seconds, self.fps * self.key_gap_seconds
+    if self.key_motion == "oracle":
+      values = keys["key_motion"] / self.displacement_scale
+      guide, gaps = keys_lib.interpolate_keys(values, visemes, fade, gap)
+      return {"motion": motion, "guide": guide, "gaps": gaps}
+    coefficients = self.key_acquisition(visemes, audio, style_code)
+    # Completion reads the acquired key motions; only their own loss trains them.
+    guide, gaps = keys_lib.interpolate_keys(jax.lax.stop_gradient(coefficients), visemes,
+                                            fade, gap)
+    return {"motion": motion, "guide": guide, "gaps": gaps, "coefficients": coefficients,
+            "key_mask": (visemes > 0).astype(motion.dtype)}
 
   def encode_points(self, encoded: dict[str, jnp.ndarray], face_ids: jnp.ndarray,
                     bary: jnp.ndarray) -> dict[str, jnp.ndarray]:
@@ -145,16 +191,45 @@ class MMTalker(nn.Module):
     point_geometry = interpolate(encoded["geometry"], faces, face_ids, bary)  # [B,K,D]
     points = self.regressor.encode_points(fourier_features(uv, self.uv_frequencies),
                                           point_geometry, encoded["tokens"])
+    if self.key_motion == "oracle":  # to read the vertex guide at the points
+      points["face_ids"], points["bary"] = face_ids, bary
+    if self.key_motion == "predicted":
+      points["key_basis"] = self.key_basis(points["hidden"])  # [B,K,J,3]
     return {**points, "template": interpolate(encoded["template"], faces, face_ids, bary)}
 
-  def decode_frames(self, points: dict[str, jnp.ndarray], motion: jnp.ndarray,
+  def decode_frames(self, points: dict[str, jnp.ndarray], motion: Any,
                     frame_mask: jnp.ndarray) -> jnp.ndarray:
-    """Displacements [B,Tc,K,3] (zero on padded frames) for motion [B,Tc,D].
+    """Displacements [B,Tc,K,3] (zero on padded frames) for motion [B,Tc,D]
+    (with key motions, `encode`'s dict of per-frame arrays, sliced to Tc).
 
     Frames are independent here, so long sequences are decoded in chunks.
+    With key motions the regressor also reads the guide and the gaps at each
+    point, and predicts the difference from the guide.
     """
-    out = self.regressor.decode_frames(points, motion)
+    if self.key_motion == "none":
+      out = self.regressor.decode_frames(points, motion)
+    else:
+      guide = self._guide_at_points(points, motion["guide"])  # [B,Tc,K,3]
+      gaps = jnp.broadcast_to(motion["gaps"][:, :, None], guide.shape[:3] + (2,))
+      extra = self.key_in(jnp.concatenate([guide, gaps], -1))
+      out = guide + self.regressor.decode_frames(points, motion["motion"], extra)
     return out * self.displacement_scale * frame_mask[:, :, None, None]
+
+  def _guide_at_points(self, points: dict[str, jnp.ndarray], guide: jnp.ndarray) -> jnp.ndarray:
+    """[B,Tc,K,3] the guide (output units) at the points."""
+    if self.key_motion == "oracle":  # guide [B,Tc,V,3]
+      return interpolate(guide, self.assets.faces, points["face_ids"], points["bary"])
+    return jnp.einsum("bkjc,btj->btkc", points["key_basis"], guide)  # guide [B,Tc,J]
+
+  def key_predictions(self, points: dict[str, jnp.ndarray], motion: Any
+                      ) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:
+    """Extra supervised outputs: {'key_motion': (acquired displacement [B,T,K,3],
+    key-frame mask [B,T])} for predicted key motions (the step scores them
+    against the true displacement at key frames), else {}."""
+    if self.key_motion != "predicted":
+      return {}
+    pred = jnp.einsum("bkjc,btj->btkc", points["key_basis"], motion["coefficients"])
+    return {"key_motion": (pred * self.displacement_scale, motion["key_mask"])}
 
   def decode(self, encoded: dict[str, jnp.ndarray], face_ids: jnp.ndarray, bary: jnp.ndarray,
              frame_mask: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
@@ -195,7 +270,8 @@ class MMTalker(nn.Module):
   def __call__(self, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
                frame_mask: jnp.ndarray, points: Any = VERTICES,
                num_points: int | None = None, sampler: SamplerSettings | None = None,
-               rows: int = 0, targets: jnp.ndarray | None = None) -> tuple[jnp.ndarray, dict]:
+               rows: int = 0, targets: jnp.ndarray | None = None,
+               keys: dict[str, jnp.ndarray] | None = None) -> tuple[jnp.ndarray, dict]:
     """The forward pass: `encode`, the points (`surface_points`), `decode`.
 
     Training (the sampled-point loss), evaluation and prediction all run
@@ -207,12 +283,13 @@ class MMTalker(nn.Module):
       points, num_points, sampler, rows: as in `surface_points`.
       targets: the true vertices in training (models/registry.py); MMTalker
         does not read them.
+      keys: the `key_inputs` batch entries.
 
     Returns:
       (displacements [B,T,K,3], aux): see `forward.forward`.
     """
     return forward(self, audio, template, style, frame_mask, points, num_points, sampler,
-                   rows, targets)
+                   rows, targets, keys)
 
 
 def build_model(config: ml_collections.ConfigDict, assets: MeshAssets,

@@ -67,10 +67,15 @@ class Regressor(nn.Module):
       out["basis"] = basis.reshape(*basis.shape[:-1], self.bilinear_rank, 3)
     return out
 
-  def decode_frames(self, points, motion):
-    """points: encode_points' output; motion: [B,T,D] -> [B,T,K,3] output units."""
+  def decode_frames(self, points, motion, extra=None):
+    """points: encode_points' output; motion: [B,T,D] -> [B,T,K,3] output units.
+
+    extra: [B,T,K,H] added to the first layer's input (a per-point, per-frame
+    stream such as key motions), or None.
+    """
     act = getattr(jax.nn, self.activation)
-    h = act(points["hidden"][:, None] + self.frame_in(motion)[:, :, None])  # [B,T,K,H]
+    h = points["hidden"][:, None] + self.frame_in(motion)[:, :, None]  # [B,T,K,H]
+    h = act(h if extra is None else h + extra)
     for layer in self.hidden_layers:
       h = act(layer(h))
     out = self.out(h)

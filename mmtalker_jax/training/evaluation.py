@@ -14,7 +14,7 @@ from mmtalker_jax.data.corpus import Corpus, Sequence
 from mmtalker_jax.data.pipeline import Batcher
 from mmtalker_jax.inference.decoder import ChunkedDecoder
 from mmtalker_jax.inference.predictor import Predictor
-from mmtalker_jax.models.registry import INPUTS
+from mmtalker_jax.models.registry import inputs_of
 from mmtalker_jax.training import sharding
 
 METRICS = ("lve", "eve", "fdd", "fdd_abs", "mve")
@@ -38,7 +38,8 @@ def predict_split(decoder: ChunkedDecoder | Mapping[str, ChunkedDecoder],
   """
   decoders = decoder if isinstance(decoder, Mapping) else {row: decoder for row in params}
   for local in batcher.epoch(0):
-    batch = sharding.global_batch({k: local[k] for k in INPUTS}, mesh)
+    names = sorted({k for d in decoders.values() for k in inputs_of(d.model)})
+    batch = sharding.global_batch({k: local[k] for k in names}, mesh)
     preds = {row: decoders[row](p, batch) for row, p in params.items()}
     rows = multihost_utils.process_allgather(
         {k: local[k] for k in ("seq_index", "vertices", "template")}, tiled=True)

@@ -12,7 +12,7 @@ import numpy as np
 
 from mmtalker_jax import alignment
 from mmtalker_jax.data import audio as audio_lib
-from mmtalker_jax.models.registry import INPUTS
+from mmtalker_jax.models.registry import INPUTS, keys_of
 from mmtalker_jax.training import sharding
 
 
@@ -29,10 +29,14 @@ def example_inputs(model, data_cfg: ml_collections.ConfigDict, batch_size: int,
   """Zero inputs of the model's batch shapes (for init and abstract restores)."""
   f = alignment.num_feature_frames(num_frames, model.fps, model.feature_rate)
   channels = audio_lib.num_channels(dict(data_cfg.features))
-  return {"audio": np.zeros((batch_size, f, channels), np.float32),
-          "template": np.repeat(model.assets.vertices[None], batch_size, 0),
-          "style": np.zeros((batch_size,), np.int32),
-          "frame_mask": np.ones((batch_size, num_frames), np.float32)}
+  v = model.assets.num_vertices
+  inputs = {"audio": np.zeros((batch_size, f, channels), np.float32),
+            "template": np.repeat(model.assets.vertices[None], batch_size, 0),
+            "style": np.zeros((batch_size,), np.int32),
+            "frame_mask": np.ones((batch_size, num_frames), np.float32),
+            "key_visemes": np.zeros((batch_size, num_frames), np.int32),
+            "key_motion": np.zeros((batch_size, num_frames, v, 3), np.float32)}
+  return {k: inputs[k] for k in INPUTS + tuple(model.key_inputs)}
 
 
 def create_state(model, optimizer, data_cfg: ml_collections.ConfigDict, key: jax.Array,
@@ -46,7 +50,7 @@ def create_state(model, optimizer, data_cfg: ml_collections.ConfigDict, key: jax
   x = example_inputs(model, data_cfg, 1, min(data_cfg.bucket_frames))
 
   def init(key, initial):
-    params = model.init({"params": key}, *(x[k] for k in INPUTS))["params"]
+    params = model.init({"params": key}, *(x[k] for k in INPUTS), keys=keys_of(model, x))["params"]
     params = _overlay(params, initial or {})
     return TrainState(jnp.zeros((), jnp.int32), params, optimizer.init(params))
 

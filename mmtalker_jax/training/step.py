@@ -11,7 +11,7 @@ import ml_collections
 import optax
 
 from mmtalker_jax import losses
-from mmtalker_jax.models.registry import INPUTS
+from mmtalker_jax.models.registry import INPUTS, keys_of
 from mmtalker_jax.models.forward import VERTICES
 from mmtalker_jax.models.points import interpolate
 from mmtalker_jax.models.sampler import SamplerSettings
@@ -45,7 +45,7 @@ def compute_losses(params, model: nn.Module, batch: dict, key: jax.Array,
   disp, aux = model.apply({"params": params}, *(batch[k] for k in INPUTS),
                           points=None if num_points else VERTICES, num_points=num_points,
                           sampler=sampler, rows=rows, targets=batch["vertices"],
-                          rngs={"sample": key, "dropout": jax.random.fold_in(key, 1)})
+                          keys=keys_of(model, batch), rngs={"sample": key, "dropout": jax.random.fold_in(key, 1)})
   target = interpolate(batch["vertices"], model.assets.faces, aux["face_ids"], aux["bary"])
   target = target - aux["template"][:, None]
   unit = 1.0 / model.displacement_scale
@@ -58,6 +58,12 @@ def compute_losses(params, model: nn.Module, batch: dict, key: jax.Array,
   total = loss_cfg.point_weight * parts["point_mse"] + loss_cfg.velocity_weight * parts["velocity"]
   total = total + loss_cfg.point_weight * losses.density_surrogate(
       pred, target, aux["weights"], aux["log_p"], mask, point_mask)
+  # More outputs of the same displacements, each on its own frames (key-motion
+  # acquisition at key frames: models/key_motion.py), weighted by
+  # loss_cfg.<name>_weight (default 1).
+  for name, (extra, frames) in aux["supervised"].items():
+    parts[name] = losses.point_mse(extra * unit, target, weights, frames, point_mask)
+    total = total + loss_cfg.get(f"{name}_weight", 1.0) * parts[name]
   if with_vertex_loss:
     # Encoded once: the all-vertex loss decodes the same encoding at every vertex.
     parts["vertex_mse"] = vertex_mse(params, model, aux["encoded"], batch, unit,
@@ -88,9 +94,11 @@ def vertex_mse(params, model: nn.Module, encoded: dict, batch: dict, unit: float
   points = apply(encoded, face_ids, bary, method=model.encode_points)
   n = -(-t // chunk)
 
-  def chunks(x):  # [B,T,...] -> [n,B,chunk,...], zero-padded past T
-    x = jnp.pad(x, [(0, 0), (0, n * chunk - t)] + [(0, 0)] * (x.ndim - 2))
-    return jnp.moveaxis(x.reshape(b, n, chunk, *x.shape[2:]), 1, 0)
+  def chunks(tree):  # every [B,T,...] leaf -> [n,B,chunk,...], zero-padded past T
+    def one(x):
+      x = jnp.pad(x, [(0, 0), (0, n * chunk - t)] + [(0, 0)] * (x.ndim - 2))
+      return jnp.moveaxis(x.reshape(b, n, chunk, *x.shape[2:]), 1, 0)
+    return jax.tree.map(one, tree)
 
   @jax.checkpoint
   def squared_error(motion, frames, target):

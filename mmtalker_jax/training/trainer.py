@@ -196,15 +196,16 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        "of the data axis")
 
   # --------------------------------------------------------------- input ----
+  model = build_model(config, corpus.assets, len(corpus.train_subjects))
   buckets = tuple(config.data.bucket_frames)
   seeds = sorted({r.seed for r in replicas})
   train_data = [Batcher(corpus, "train", tc.global_batch_size, buckets, train=True,
-                        seed=seed, process_index=proc, process_count=n_proc) for seed in seeds]
+                        seed=seed, process_index=proc, process_count=n_proc,
+                        key_inputs=model.key_inputs) for seed in seeds]
   val_data = Batcher(corpus, "val", config.eval.batch_size, buckets, train=False,
-                     process_index=proc, process_count=n_proc)
+                     process_index=proc, process_count=n_proc, key_inputs=model.key_inputs)
 
   # --------------------------------------------------------------- model ----
-  model = build_model(config, corpus.assets, len(corpus.train_subjects))
   optimizer = make_optimizer(tc, speech_setup.frozen_parameters(config.model))
   initial = speech_setup.initial_weights(config)
   inits = {seed: create_state(model, optimizer, config.data,
