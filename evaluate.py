@@ -35,6 +35,8 @@ _OUT = flags.DEFINE_string("out", None, "Write the numbers as JSON here.")
 _SAVE_PRED = flags.DEFINE_string("save-pred", None, "Write {subject}_{sentence}_condition_{style}.npy here.")
 _RENDER = flags.DEFINE_string("render", None, "Write ground truth | prediction | error MP4s of "
                               "the first eval.render_sequences sequences here.")
+_BILABIAL = flags.DEFINE_bool("bilabial", False, "Also score the lip opening at bilabial key "
+                              "frames (/p b m/; docs/keymotion.md).")
 flags.mark_flags_as_required(["ckpt"])
 
 
@@ -76,6 +78,8 @@ def run():
   if is_population and one_run:
     raise InputError(ckpts[0], f"a sweep's workdir; {one_run[0]} takes one run: "
                      f"--ckpt {ckpts[0]}/members/NAME[/seed_S]")
+  if _LONG.value and _BILABIAL.value:
+    raise InputError("", "--bilabial scores the split's own sentences; drop --long")
   published = restore.is_published(ckpts[0])
   if published:
     config = restore.published_config(ckpts[0], _CONFIG.value)
@@ -117,7 +121,7 @@ def run():
     result = evaluation.evaluate_rows(
         decoder, {rows[key]: r.params for key, r in runs.items()},
         split_batcher(corpus, config, [r.model for r in runs.values()]),
-        first.mesh, mean_motion, writer)
+        first.mesh, mean_motion, writer, bilabial=_BILABIAL.value)
     what = f"{_SPLIT.value} split of {corpus.root}"
   if not lead:
     return
@@ -130,7 +134,7 @@ def run():
     per_seed = {m: {s: result[rows[(m, s)]] for s in seeds} for m, seeds in folders.items()}
     reference = population.reference_of(ckpts[0], list(folders))
     try:
-      summary = intervals.summarize(per_seed, reference, evaluation.METRICS)
+      summary = intervals.summarize(per_seed, reference, evaluation.metrics_of(result))
     except ValueError as e:
       raise InputError(ckpts[0], str(e)) from None
     print(report.population_table(summary, scale))

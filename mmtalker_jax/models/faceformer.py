@@ -270,6 +270,7 @@ class FaceFormer(nn.Module):
       motions 'coefficients' [B,T,J] and 'key_mask' [B,T]}.
     """
     deterministic = not self.has_rng("dropout")
+    keys = keys_lib.given(self.key_motion, keys)
     states, mask = self.audio(audio, frame_mask)
     memory = self._memory(states, mask)
     style_vector = self.style_embedding(style)
@@ -277,7 +278,7 @@ class FaceFormer(nn.Module):
     given = jnp.broadcast_to(style_vector[:, None], (b, t, self.width))
     extra, guide = {}, 0.0
     if self.key_motion != "none":
-      guide, key_input, extra = self._key_frames(states, mask, style_vector, keys or {})
+      guide, key_input, extra = self._key_frames(states, mask, style_vector, keys)
       given = given + key_input
     if targets is not None and self.teacher_forcing:
       truth = (targets - template[:, None]).reshape(b, t, -1) / self.displacement_scale
@@ -292,9 +293,6 @@ class FaceFormer(nn.Module):
   def _key_frames(self, states, mask, style_vector, keys):
     """(guide [B,T,3V] output units, decoder input [B,T,D], extra per-frame
     outputs) of the key motions."""
-    missing = [k for k in self.key_inputs if k not in keys]
-    if missing:
-      raise ValueError(f"key_motion={self.key_motion!r} needs the batch inputs {missing}")
     visemes = keys["key_visemes"]
     b, t = visemes.shape
     fade, gap = self.fps * self.key_fade_seconds, self.fps * self.key_gap_seconds

@@ -34,6 +34,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmtalker_jax.keymotion.visemes import KEY_VISEMES
+
 MODES = ("none", "oracle", "predicted")
 INPUTS = {"none": (), "oracle": ("key_visemes", "key_motion"), "predicted": ("key_visemes",)}
 
@@ -42,6 +44,19 @@ def check_mode(mode: str) -> str:
   if mode not in MODES:
     raise ValueError(f"config.model.key_motion={mode!r}: expected one of {', '.join(MODES)}")
   return mode
+
+
+def given(mode: str, keys: dict | None) -> dict:
+  """`keys` (None: {}) after checking it holds what `mode` reads.
+
+  Raises:
+    ValueError: naming the missing batch inputs.
+  """
+  keys = keys or {}
+  missing = [k for k in INPUTS[check_mode(mode)] if k not in keys]
+  if missing:
+    raise ValueError(f"key_motion={mode!r} needs the batch inputs {missing}")
+  return keys
 
 
 def interpolation(key_visemes: jnp.ndarray, fade_frames: float, gap_frames: float
@@ -104,8 +119,6 @@ class KeyAcquisition(nn.Module):
                style: jnp.ndarray) -> jnp.ndarray:
     """key_visemes [B,T] int; audio [B,T,D] frame-rate audio features; style
     [B,D] the style embedding -> [B,T,J]."""
-    from mmtalker_jax.keymotion.visemes import KEY_VISEMES
-
     viseme = nn.Embed(len(KEY_VISEMES) + 1, self.hidden)(key_visemes)
     h = viseme + nn.Dense(self.hidden)(audio) + nn.Dense(self.hidden)(style)[:, None]
     return nn.Dense(self.rank)(jax.nn.gelu(h))

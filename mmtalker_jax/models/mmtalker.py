@@ -141,6 +141,7 @@ class MMTalker(nn.Module):
        'template': [B,V,3]}. With key motions 'motion' is a dict of per-frame
        arrays (`_key_frames`); decoders slice every leaf along T alike.
     """
+    keys = keys_lib.given(self.key_motion, keys)
     levels = self.audio_encoder(audio, frame_mask)
     geometry = self.gcn(template)
     tokens = self.pool(geometry)
@@ -148,7 +149,7 @@ class MMTalker(nn.Module):
     initial = jnp.broadcast_to(style_code[:, None], levels[0].shape)
     motion, _ = self.fusion(levels, tokens, frame_mask, initial)
     if self.key_motion != "none":
-      motion = self._key_frames(motion, levels[-1], style_code, keys or {})
+      motion = self._key_frames(motion, levels[-1], style_code, keys)
     return {"motion": motion, "tokens": tokens, "geometry": geometry, "template": template}
 
   def _key_frames(self, motion: jnp.ndarray, audio: jnp.ndarray, style_code: jnp.ndarray,
@@ -160,9 +161,6 @@ class MMTalker(nn.Module):
     the interpolated acquisition coefficients [B,T,J], with 'coefficients'
     [B,T,J] (not interpolated) and 'key_mask' [B,T] for the acquisition loss.
     """
-    missing = [k for k in self.key_inputs if k not in keys]
-    if missing:
-      raise ValueError(f"key_motion={self.key_motion!r} needs the batch inputs {missing}")
     visemes = keys["key_visemes"]
     fade, gap = self.fps * self.key_fade_seconds, self.fps * self.key_gap_seconds
     if self.key_motion == "oracle":

@@ -18,6 +18,14 @@ from mmtalker_jax.models.registry import inputs_of
 from mmtalker_jax.training import sharding
 
 METRICS = ("lve", "eve", "fdd", "fdd_abs", "mve")
+# With `bilabial`: the lip-opening error at bilabial key frames (keymotion/closure.py).
+BILABIAL = "bilabial"
+
+
+def metrics_of(result: dict) -> tuple[str, ...]:
+  """The metrics a result's rows hold: METRICS, and BILABIAL when it was asked for."""
+  first = next(v for v in result.values() if isinstance(v, dict))
+  return METRICS + ((BILABIAL,) if BILABIAL in first else ())
 
 
 def make_decoder(model: nn.Module, chunk_mib: float) -> ChunkedDecoder:
@@ -57,16 +65,25 @@ class MetricAccumulator:
   """Pools LVE/EVE/MVE over frames and FDD over sequences, one sequence at a time.
 
   Equal to calling `metrics.*` once on all sequences stacked (frame-weighted).
+  With `lips` = (upper, lower) lip bands it also pools the bilabial closure
+  error (keymotion/closure.py) of sequences given their key visemes.
   """
 
-  def __init__(self, regions: dict[str, np.ndarray]):
+  def __init__(self, regions: dict[str, np.ndarray],
+               lips: tuple[np.ndarray, np.ndarray] | None = None):
+    from mmtalker_jax.keymotion.closure import ClosureAccumulator
+
     self.regions = regions
     self.frames = 0
     self.sums = {k: 0.0 for k in ("lve", "eve", "mve")}
     self.fdd: list[float] = []
+    self.closure = ClosureAccumulator(*lips) if lips is not None else None
 
-  def add(self, pred: np.ndarray, gt: np.ndarray, template: np.ndarray) -> None:
-    """pred, gt: [T,V,3]; template: [V,3]."""
+  def add(self, pred: np.ndarray, gt: np.ndarray, template: np.ndarray,
+          key_visemes: np.ndarray | None = None) -> None:
+    """pred, gt: [T,V,3]; template: [V,3]; key_visemes: [T] (with `lips`)."""
+    if self.closure is not None:
+      self.closure.add(pred, gt, key_visemes)
     p, g = pred[None], gt[None]
     t = len(pred)
     self.frames += t
@@ -83,7 +100,9 @@ class MetricAccumulator:
       out["eve"] = float("nan")
     out["fdd"] = float(np.mean(self.fdd))
     out["fdd_abs"] = float(np.mean(np.abs(self.fdd)))
-    return {k: out[k] for k in METRICS}
+    if self.closure is not None:
+      out[BILABIAL] = self.closure.result()
+    return {k: out[k] for k in METRICS + ((BILABIAL,) if self.closure is not None else ())}
 
 
 def mean_training_motion(corpus: Corpus) -> np.ndarray:
@@ -99,7 +118,8 @@ def mean_training_motion(corpus: Corpus) -> np.ndarray:
 
 def score(outputs: Iterable[tuple[Any, dict]], regions: dict[str, np.ndarray],
           mean_motion: np.ndarray,
-          on_sequence: Callable[[Any, np.ndarray], None] | None = None) -> dict:
+          on_sequence: Callable[[Any, np.ndarray], None] | None = None,
+          bilabial: tuple[tuple[np.ndarray, np.ndarray], Callable] | None = None) -> dict:
   """Metrics of named predictions and of two baselines over a stream of sequences.
 
   Args:
@@ -107,6 +127,8 @@ def score(outputs: Iterable[tuple[Any, dict]], regions: dict[str, np.ndarray],
       the first row is the model's and goes to `on_sequence`.
     regions: the mesh's vertex regions.
     mean_motion: [V,3] the mean training displacement (a baseline).
+    bilabial: ((upper, lower) lip bands, sequence -> [T] key visemes): also
+      the BILABIAL metric.
 
   Returns:
     {row: {...}, 'static_template': {...}, 'mean_motion': {...}, 'sequences': n},
@@ -117,8 +139,11 @@ def score(outputs: Iterable[tuple[Any, dict]], regions: dict[str, np.ndarray],
   for seq, out in outputs:
     static = np.broadcast_to(out["template"], out["gt"].shape)
     rows = {**out["preds"], "static_template": static, "mean_motion": static + mean_motion}
+    lips, keys = bilabial if bilabial is not None else (None, None)
+    key_visemes = keys(seq) if keys is not None else None
     for name, pred in rows.items():
-      acc.setdefault(name, MetricAccumulator(regions)).add(pred, out["gt"], out["template"])
+      acc.setdefault(name, MetricAccumulator(regions, lips)).add(
+          pred, out["gt"], out["template"], key_visemes)
     if on_sequence is not None:
       on_sequence(seq, next(iter(out["preds"].values())))
     n += 1
@@ -130,19 +155,28 @@ def score(outputs: Iterable[tuple[Any, dict]], regions: dict[str, np.ndarray],
 def evaluate_rows(decoder: ChunkedDecoder | Mapping[str, ChunkedDecoder],
                   params: dict[str, Any], batcher: Batcher, mesh,
                   mean_motion: np.ndarray,
-                  on_sequence: Callable[[Sequence, np.ndarray], None] | None = None) -> dict:
+                  on_sequence: Callable[[Sequence, np.ndarray], None] | None = None,
+                  bilabial: bool = False) -> dict:
   """Metrics of several parameter sets (a sweep's members) beside the two baselines.
 
   Args:
     decoder, params: as in `predict_split` (one compiled decoder serves every
       row of one model).
+    bilabial: also the lip-closure error at bilabial key frames (key frames
+      from `Corpus.key_visemes`).
 
   Returns:
     {row: {...} for each entry, 'static_template': {...}, 'mean_motion': {...},
      'sequences': n}, raw values; `on_sequence` gets the first row's predictions.
   """
-  return score(predict_split(decoder, params, batcher, mesh), batcher.corpus.assets.regions,
-               mean_motion, on_sequence)
+  corpus = batcher.corpus
+  closure = None
+  if bilabial:
+    from mmtalker_jax.keymotion.closure import lip_bands
+    closure = (lip_bands(corpus.assets.vertices, corpus.assets.regions["lips"]),
+               corpus.key_visemes)
+  return score(predict_split(decoder, params, batcher, mesh), corpus.assets.regions,
+               mean_motion, on_sequence, closure)
 
 
 def evaluate_long(predictor: Predictor, corpus: Corpus, split: str, seconds: float,

@@ -7,14 +7,18 @@ import math
 
 from mmtalker_jax import fileio
 from mmtalker_jax.training import intervals
-from mmtalker_jax.training.evaluation import METRICS
+from mmtalker_jax.training.evaluation import BILABIAL, METRICS, metrics_of
 
-_SCALE_OF = {"lve": "lve", "eve": "eve", "fdd": "fdd", "fdd_abs": "fdd", "mve": "mve"}
-_TITLE = {"lve": "LVE", "eve": "EVE", "fdd": "FDD", "fdd_abs": "|FDD|", "mve": "MVE"}
+_SCALE_OF = {"lve": "lve", "eve": "eve", "fdd": "fdd", "fdd_abs": "fdd", "mve": "mve",
+             BILABIAL: BILABIAL}
+_TITLE = {"lve": "LVE", "eve": "EVE", "fdd": "FDD", "fdd_abs": "|FDD|", "mve": "MVE",
+          BILABIAL: "BILAB"}
+_DEFAULT_SCALE = {BILABIAL: 1e3}  # millimetres for metre-unit corpora
 
 
 def scales(scale_cfg) -> dict[str, float]:
-  return {k: float(scale_cfg.get(_SCALE_OF[k], 1.0)) for k in METRICS}
+  return {k: float(scale_cfg.get(_SCALE_OF[k], _DEFAULT_SCALE.get(k, 1.0)))
+          for k in METRICS + (BILABIAL,)}
 
 
 def rows(result: dict) -> list[str]:
@@ -25,11 +29,12 @@ def rows(result: dict) -> list[str]:
 def table(result: dict, scale: dict[str, float]) -> str:
   """The metrics of every row in the reporting scale, one line per row."""
   width = max(16, max(len(r) for r in rows(result)) + 2)
+  metrics = metrics_of(result)
   head = f"{'':<{width}}" + "".join(
-      f"{_TITLE[k] + ' x' + _exp(scale[k]):>14}" for k in METRICS)
+      f"{_TITLE[k] + ' x' + _exp(scale[k]):>14}" for k in metrics)
   lines = [head]
   for row in rows(result):
-    cells = "".join(f"{_fmt(result[row][k] * scale[k]):>14}" for k in METRICS)
+    cells = "".join(f"{_fmt(result[row][k] * scale[k]):>14}" for k in metrics)
     lines.append(f"{row.replace('_', ' '):<{width}}{cells}")
   return "\n".join(lines)
 
@@ -60,15 +65,16 @@ def population_table(summary: dict, scale: dict[str, float]) -> str:
   difference from the reference with its interval (`intervals.summarize`)."""
   names = list(summary["members"])
   width = max(16, max(len(n) for n in names) + 2)
-  head = f"{'':<{width}}" + "".join(f"{_TITLE[k] + ' x' + _exp(scale[k]):>20}" for k in METRICS)
+  metrics = [k for k in METRICS + (BILABIAL,) if k in next(iter(summary["members"].values()))["mean"]]
+  head = f"{'':<{width}}" + "".join(f"{_TITLE[k] + ' x' + _exp(scale[k]):>20}" for k in metrics)
   lines = [head]
   for name, row in summary["members"].items():
     lines.append(f"{name:<{width}}" + "".join(
-        f"{_pm(row['mean'][k], row['ci95'][k], scale[k]):>20}" for k in METRICS))
+        f"{_pm(row['mean'][k], row['ci95'][k], scale[k]):>20}" for k in metrics))
   lines.append(f"difference from {summary['reference']} (mean [95% interval]; * excludes 0):")
   for name, row in summary["differences"].items():
     lines.append(f"{name:<{width}}" + "".join(
-        f"{_diff(row[k]['mean'], row[k]['ci95'], scale[k]):>20}" for k in METRICS))
+        f"{_diff(row[k]['mean'], row[k]['ci95'], scale[k]):>20}" for k in metrics))
   return "\n".join(lines)
 
 
