@@ -35,6 +35,10 @@ _OUT = flags.DEFINE_string("out", None, "Write the numbers as JSON here.")
 _SAVE_PRED = flags.DEFINE_string("save-pred", None, "Write {subject}_{sentence}_condition_{style}.npy here.")
 _RENDER = flags.DEFINE_string("render", None, "Write ground truth | prediction | error MP4s of "
                               "the first eval.render_sequences sequences here.")
+_KEY_FRAMES = flags.DEFINE_enum("key_frames", "corpus", ["corpus", "pocketsphinx"],
+                                "Key-motion runs: key frames from the corpus (alignment files, "
+                                "SynthTalk's generator) or recognized by pocketsphinx, as new "
+                                "speech gets them.")
 _BILABIAL = flags.DEFINE_bool("bilabial", False, "Also score the lip opening at bilabial key "
                               "frames (/p b m/; docs/keymotion.md).")
 flags.mark_flags_as_required(["ckpt"])
@@ -96,6 +100,7 @@ def run():
                          "sections of their configs differ); compared runs need one corpus")
   if _DATA.value:
     config.data.root = _DATA.value
+  config.data.key_frames = _KEY_FRAMES.value
   corpus = Corpus(config.data)
   runs = {(m, s): restore.restore(f, corpus.assets, config if published else None)
           for m, seeds in folders.items() for s, f in seeds.items()}

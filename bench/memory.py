@@ -86,7 +86,7 @@ def main():
   shapes = {"audio": ((b, f, audio_lib.num_channels(dict(config.data.features))), np.float32),
             "vertices": ((b, t, v, 3), np.float32), "template": ((b, v, 3), np.float32),
             "frame_mask": ((b, t), np.float32), "style": ((b,), np.int32),
-            "seq_index": ((b,), np.int32)}
+            "seq_index": ((b,), np.int32), **key_shapes(model, b, t, v)}
   batch = {k: jax.ShapeDtypeStruct(s, d, sharding=data) for k, (s, d) in shapes.items()}
   key = jax.eval_shape(lambda: population.stack([population.sample_key(config)], mesh))
   key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=sharding.member_sharded(mesh))
@@ -149,7 +149,7 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
   rep = sharding.replicated(mesh)
   shapes = {"audio": ((b, f, audio_lib.num_channels(dict(config.data.features))), np.float32),
             "template": ((b, v, 3), np.float32), "frame_mask": ((b, t), np.float32),
-            "style": ((b,), np.int32)}
+            "style": ((b,), np.int32), **key_shapes(model, b, t, v)}
   inputs = {k: jax.ShapeDtypeStruct(s, d, sharding=data) for k, (s, d) in shapes.items()}
   decoder = make_decoder(model, decode_budget(config))
   chunk = decoder.chunk_frames(b, v)
@@ -160,7 +160,8 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
     return jax.tree_util.tree_map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                                   compiled.out_info, compiled.output_shardings)
 
-  encode = decoder._encode.lower(params, {}, *(inputs[k] for k in INPUTS)).compile()
+  keys = {k: inputs[k] for k in model.key_inputs}
+  encode = decoder._encode.lower(params, keys, *(inputs[k] for k in INPUTS)).compile()
   encoded = abstract(encode)
   points = decoder._points.lower(params, encoded, face_ids, bary).compile()
   at_points = abstract(points)
@@ -182,6 +183,14 @@ def eval_memory(model, config, mesh, params, assets, args) -> int:
   print(f"eval peak per device (largest program + the encoded batch it keeps): "
         f"{peak / 2**30:.2f} GiB")
   return int(peak)
+
+
+def key_shapes(model, b: int, t: int, v: int) -> dict:
+  """The key-motion inputs `model` reads (models/key_motion.py): {name: (shape, dtype)}."""
+  import numpy as np
+
+  shapes = {"key_visemes": ((b, t), np.int32), "key_motion": ((b, t, v, 3), np.float32)}
+  return {k: shapes[k] for k in model.key_inputs}
 
 
 if __name__ == "__main__":

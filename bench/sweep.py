@@ -113,7 +113,7 @@ def bench_step(config, config_path: str, num_batches: int) -> None:
   model = build_model(config, corpus.assets, len(corpus.train_subjects))
   optimizer = make_optimizer(config.train)
   data = [Batcher(corpus, "train", config.train.global_batch_size, config.data.bucket_frames,
-                  train=True, seed=seed) for seed in seeds]
+                  train=True, seed=seed, key_inputs=model.key_inputs) for seed in seeds]
   batches = [b for b, _ in zip(zipped(data), range(num_batches))]
   print(f"config             {config_path}: {len(runs)} replicas in one program "
         f"({', '.join(f'{r.name} K={r.num_points}' for r in runs)}), batch "

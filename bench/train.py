@@ -98,7 +98,7 @@ def main():
   step_fn = trainer.make_train_step(model, optimizer, config, mesh, replicas)
   data = Batcher(corpus, "train", config.train.global_batch_size, config.data.bucket_frames,
                  train=True, seed=config.seed, process_index=jax.process_index(),
-                 process_count=jax.process_count())
+                 process_count=jax.process_count(), key_inputs=model.key_inputs)
   # Loaded up front, so data loading and feature caching are not timed.
   batches = [batch for batch, _ in zip(data.forever(), range(args.steps))]
 

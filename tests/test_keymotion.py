@@ -226,6 +226,8 @@ def test_batches_carry_key_visemes_and_the_true_motion_at_key_frames(data_cfg):
     np.testing.assert_allclose(batch["key_motion"][r, :t][at],
                                corpus.vertices(seq)[at] - corpus.template(seq), atol=1e-7)
     assert not batch["key_motion"][r, :t][~at].any()
+    heard = corpus.key_visemes(seq, recognize=True)  # as new speech gets them
+    assert heard.shape == track.shape and (heard > 0).any()
 
 
 def test_lip_closure_is_measured_at_bilabial_frames_only():

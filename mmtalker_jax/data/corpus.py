@@ -176,7 +176,7 @@ class Corpus:
       raise InputError(os.path.join(self.root, cfg.templates),
                        f"subject {missing[0]!r} has sequences but no template")
     self._frames: dict[str, int] = {}
-    self._key_visemes: dict[str, np.ndarray] = {}
+    self._key_visemes: dict[tuple[str, bool], np.ndarray] = {}
     self._recognizer = None
     self.train_subjects = list(cfg.splits.train.subjects)
 
@@ -215,26 +215,32 @@ class Corpus:
     return audio_lib.cached_features(seq.wav, self.num_frames(seq), self.fps,
                                     dict(self.cfg.features), cache)
 
-  def key_visemes(self, seq: Sequence) -> np.ndarray:
+  def key_visemes(self, seq: Sequence, recognize: bool | None = None) -> np.ndarray:
     """[T] int32 key visemes of the sequence's frames (`visemes.key_track`;
     kept in memory): phones from `<root>/phones/<name>.json`, SynthTalk's
-    generator, or pocketsphinx on the wav (keymotion/phones.py: `for_sequence`)."""
-    if seq.name not in self._key_visemes:
+    generator, or pocketsphinx on the wav (keymotion/phones.py: `for_sequence`);
+    with `recognize` (default: data.key_frames == 'pocketsphinx'),
+    pocketsphinx whatever else there is (what a model meets on new speech)."""
+    if recognize is None:
+      recognize = self.cfg.get("key_frames", "corpus") == "pocketsphinx"
+    if (seq.name, recognize) not in self._key_visemes:
       from mmtalker_jax.keymotion import phones, visemes  # deferred: pocketsphinx
 
       spec = None
-      if self.cfg.get("synthetic") and self.cfg.synthetic.get("enabled"):
+      if not recognize and self.cfg.get("synthetic") and self.cfg.synthetic.get("enabled"):
         from mmtalker_jax.data.synthetic.corpus import spec_from_config
         spec = spec_from_config(self.cfg)
       if self._recognizer is None and spec is None:
         self._recognizer = phones.Recognizer()
-      found, _ = phones.for_sequence(
-          self.root, seq.name, lambda: audio_lib.load_audio(seq.wav, 16000), spec,
-          self._recognizer)
+      wave = lambda: audio_lib.load_audio(seq.wav, phones.SAMPLE_RATE)
+      if recognize:
+        found = self._recognizer(wave())
+      else:
+        found, _ = phones.for_sequence(self.root, seq.name, wave, spec, self._recognizer)
       t = self.num_frames(seq)
-      self._key_visemes[seq.name] = visemes.key_track(
+      self._key_visemes[(seq.name, recognize)] = visemes.key_track(
           visemes.key_frames(found, self.fps, t), t)
-    return self._key_visemes[seq.name]
+    return self._key_visemes[(seq.name, recognize)]
 
   def template(self, seq: Sequence) -> np.ndarray:
     return self.templates[seq.subject]

@@ -77,8 +77,9 @@ class MMTalker(nn.Module):
 
   @property
   def point_features(self) -> int:
-    """Floats per point a decoded frame holds (inference/decoder.py sizes chunks by it)."""
-    return self.regressor_hidden
+    """Floats per point a decoded frame holds (inference/decoder.py sizes chunks by it):
+    the regressor's hidden layer, and as much again for the key-motion stream."""
+    return self.regressor_hidden * (1 if self.key_motion == "none" else 2)
 
   @property
   def key_inputs(self) -> tuple[str, ...]:

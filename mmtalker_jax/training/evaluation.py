@@ -162,8 +162,8 @@ def evaluate_rows(decoder: ChunkedDecoder | Mapping[str, ChunkedDecoder],
   Args:
     decoder, params: as in `predict_split` (one compiled decoder serves every
       row of one model).
-    bilabial: also the lip-closure error at bilabial key frames (key frames
-      from `Corpus.key_visemes`).
+    bilabial: also the lip-closure error at bilabial key frames (the
+      corpus's own: `Corpus.key_visemes` never recognized).
 
   Returns:
     {row: {...} for each entry, 'static_template': {...}, 'mean_motion': {...},
@@ -174,7 +174,7 @@ def evaluate_rows(decoder: ChunkedDecoder | Mapping[str, ChunkedDecoder],
   if bilabial:
     from mmtalker_jax.keymotion.closure import lip_bands
     closure = (lip_bands(corpus.assets.vertices, corpus.assets.regions["lips"]),
-               corpus.key_visemes)
+               lambda seq: corpus.key_visemes(seq, recognize=False))
   return score(predict_split(decoder, params, batcher, mesh), corpus.assets.regions,
                mean_motion, on_sequence, closure)
 
