@@ -308,7 +308,7 @@ class FaceFormer(nn.Module):
       # Completion reads the acquired key motions; only their own loss trains them.
       coeff, gaps = keys_lib.interpolate_keys(jax.lax.stop_gradient(coefficients), visemes,
                                               fade, gap)
-      guide = self.key_basis(coeff)
+      guide = jax.lax.stop_gradient(self.key_basis(coeff))
       extra = {"coefficients": coefficients, "key_mask": (visemes > 0).astype(coeff.dtype)}
     return guide, self.key_in(jnp.concatenate([guide, gaps], -1)), extra
 

@@ -218,7 +218,8 @@ class MMTalker(nn.Module):
     """[B,Tc,K,3] the guide (output units) at the points."""
     if self.key_motion == "oracle":  # guide [B,Tc,V,3]
       return interpolate(guide, self.assets.faces, points["face_ids"], points["bary"])
-    return jnp.einsum("bkjc,btj->btkc", points["key_basis"], guide)  # guide [B,Tc,J]
+    # guide [B,Tc,J]: completion reads the acquired motion; only its own loss trains it.
+    return jax.lax.stop_gradient(jnp.einsum("bkjc,btj->btkc", points["key_basis"], guide))
 
   def key_predictions(self, points: dict[str, jnp.ndarray], motion: Any
                       ) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:
