@@ -57,6 +57,12 @@ def split_batcher(corpus, config, models):
                  key_inputs=key_inputs)
 
 
+def settings(config) -> dict:
+  """What a population's JSON records of how a member differs: model, key motions, sampler."""
+  return {"model": config.model.get("name", "mmtalker"),
+          "key_motion": config.model.get("key_motion", "none"), **config.sampler}
+
+
 def run():
   import jax
   from mmtalker_jax.data.corpus import Corpus
@@ -150,8 +156,7 @@ def run():
   if is_population:
     report.write_population_json(
         _OUT.value, summary, result, scale, _SPLIT.value, result["sequences"],
-        {m: {"model": runs[(m, next(iter(seeds)))].config.model.get("name", "mmtalker"),
-             **runs[(m, next(iter(seeds)))].config.sampler} for m, seeds in folders.items()},
+        {m: settings(runs[(m, next(iter(seeds)))].config) for m, seeds in folders.items()},
         {m: {str(s): runs[(m, s)].step for s in seeds} for m, seeds in folders.items()})
   else:
     report.write_json(_OUT.value, result, scale, _SPLIT.value, first.step,
