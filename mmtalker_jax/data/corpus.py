@@ -230,17 +230,22 @@ class Corpus:
       if not recognize and self.cfg.get("synthetic") and self.cfg.synthetic.get("enabled"):
         from mmtalker_jax.data.synthetic.corpus import spec_from_config
         spec = spec_from_config(self.cfg)
-      if self._recognizer is None and spec is None:
-        self._recognizer = phones.Recognizer()
       wave = lambda: audio_lib.load_audio(seq.wav, phones.SAMPLE_RATE)
       if recognize:
-        found = self._recognizer(wave())
+        found = self._recognize(wave())
       else:
-        found, _ = phones.for_sequence(self.root, seq.name, wave, spec, self._recognizer)
+        found, _ = phones.for_sequence(self.root, seq.name, wave, spec, self._recognize)
       t = self.num_frames(seq)
       self._key_visemes[(seq.name, recognize)] = visemes.key_track(
           visemes.key_frames(found, self.fps, t), t)
     return self._key_visemes[(seq.name, recognize)]
+
+  def _recognize(self, wave: np.ndarray):
+    """pocketsphinx's phones of `wave`, its decoder made on first use."""
+    if self._recognizer is None:
+      from mmtalker_jax.keymotion.phones import Recognizer
+      self._recognizer = Recognizer()
+    return self._recognizer(wave)
 
   def template(self, seq: Sequence) -> np.ndarray:
     return self.templates[seq.subject]

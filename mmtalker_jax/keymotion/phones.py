@@ -83,11 +83,12 @@ def alignment_file(root: str, stem: str) -> str:
 
 
 def for_sequence(root: str, stem: str, wave=None, spec=None,
-                 recognizer: "Recognizer | None" = None) -> tuple[Phones, str]:
+                 recognizer=None) -> tuple[Phones, str]:
   """(phones, source) of a corpus sequence: its alignment file when there is
   one ('file'), else the generator's timeline for a SynthTalk corpus of `spec`
   ('synthtalk'), else pocketsphinx on its 16 kHz `wave` ('pocketsphinx'):
   an [S] array, or a function returning one (called only then).
+  `recognizer`: a `Recognizer` (or any wave -> phones function) to reuse.
 
   Raises:
     InputError: for a bad alignment file, or nothing to go on (no file, no

@@ -177,9 +177,9 @@ class FaceFormer(nn.Module):
     q, k, v = jnp.split(self.self_attention_in(x), 3, axis=-1)
     return self._heads(q), self._heads(k), self._heads(v)
 
-  def _memory(self, states: jnp.ndarray, mask: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
-    """Audio states [B,T,P,H_a] -> the cross-attention's keys and values [B,T,P,H,dh]."""
-    k, v = jnp.split(self.cross_attention_memory(self.audio_feature_map(states)), 2, axis=-1)
+  def _memory(self, heard: jnp.ndarray, mask: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+    """Mapped audio states [B,T,P,D] -> the cross-attention's keys and values [B,T,P,H,dh]."""
+    k, v = jnp.split(self.cross_attention_memory(heard), 2, axis=-1)
     return self._heads(k), self._heads(v), mask
 
   def _layer(self, x, q, k, v, bias, memory, deterministic: bool) -> jnp.ndarray:
@@ -272,13 +272,14 @@ class FaceFormer(nn.Module):
     deterministic = not self.has_rng("dropout")
     keys = keys_lib.given(self.key_motion, keys)
     states, mask = self.audio(audio, frame_mask)
-    memory = self._memory(states, mask)
+    heard = self.audio_feature_map(states)  # [B,T,P,D]
+    memory = self._memory(heard, mask)
     style_vector = self.style_embedding(style)
     b, t = frame_mask.shape
     given = jnp.broadcast_to(style_vector[:, None], (b, t, self.width))
     extra, guide = {}, 0.0
     if self.key_motion != "none":
-      guide, key_input, extra = self._key_frames(states, mask, style_vector, keys)
+      guide, key_input, extra = self._key_frames(heard, mask, style_vector, keys)
       given = given + key_input
     if targets is not None and self.teacher_forcing:
       truth = (targets - template[:, None]).reshape(b, t, -1) / self.displacement_scale
@@ -290,9 +291,9 @@ class FaceFormer(nn.Module):
       return {"motion": {"motion": motion + guide, **extra}, "template": template}
     return {"motion": motion, "template": template}
 
-  def _key_frames(self, states, mask, style_vector, keys):
+  def _key_frames(self, heard, mask, style_vector, keys):
     """(guide [B,T,3V] output units, decoder input [B,T,D], extra per-frame
-    outputs) of the key motions."""
+    outputs) of the key motions; heard: the mapped audio states [B,T,P,D]."""
     visemes = keys["key_visemes"]
     b, t = visemes.shape
     fade, gap = self.fps * self.key_fade_seconds, self.fps * self.key_gap_seconds
@@ -302,8 +303,7 @@ class FaceFormer(nn.Module):
       guide, gaps = keys_lib.interpolate_keys(values, visemes, fade, gap)
     else:
       weights = mask[..., None]  # each frame's own audio states, averaged
-      audio = (self.audio_feature_map(states) * weights).sum(2) / jnp.maximum(
-          weights.sum(2), 1.0)
+      audio = (heard * weights).sum(2) / jnp.maximum(weights.sum(2), 1.0)
       coefficients = self.key_acquisition(visemes, audio, style_vector)
       # Completion reads the acquired key motions; only their own loss trains them.
       coeff, gaps = keys_lib.interpolate_keys(jax.lax.stop_gradient(coefficients), visemes,

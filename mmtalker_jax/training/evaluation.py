@@ -45,8 +45,8 @@ def predict_split(decoder: ChunkedDecoder | Mapping[str, ChunkedDecoder],
     params: {row name: parameters}; each batch is decoded once per entry.
   """
   decoders = decoder if isinstance(decoder, Mapping) else {row: decoder for row in params}
+  names = sorted({k for d in decoders.values() for k in inputs_of(d.model)})
   for local in batcher.epoch(0):
-    names = sorted({k for d in decoders.values() for k in inputs_of(d.model)})
     batch = sharding.global_batch({k: local[k] for k in names}, mesh)
     preds = {row: decoders[row](p, batch) for row, p in params.items()}
     rows = multihost_utils.process_allgather(
