@@ -66,15 +66,19 @@ def population_table(summary: dict, scale: dict[str, float]) -> str:
   names = list(summary["members"])
   width = max(16, max(len(n) for n in names) + 2)
   metrics = [k for k in METRICS + (BILABIAL,) if k in next(iter(summary["members"].values()))["mean"]]
-  head = f"{'':<{width}}" + "".join(f"{_TITLE[k] + ' x' + _exp(scale[k]):>20}" for k in metrics)
-  lines = [head]
-  for name, row in summary["members"].items():
-    lines.append(f"{name:<{width}}" + "".join(
-        f"{_pm(row['mean'][k], row['ci95'][k], scale[k]):>20}" for k in metrics))
+  head = [_TITLE[k] + " x" + _exp(scale[k]) for k in metrics]
+  means = {name: [_pm(row["mean"][k], row["ci95"][k], scale[k]) for k in metrics]
+           for name, row in summary["members"].items()}
+  diffs = {name: [_diff(row[k]["mean"], row[k]["ci95"], scale[k]) for k in metrics]
+           for name, row in summary["differences"].items()}
+  cell = 2 + max(len(c) for cells in [head, *means.values(), *diffs.values()] for c in cells)
+
+  def line(name, cells):
+    return f"{name:<{width}}" + "".join(f"{c:>{cell}}" for c in cells)
+
+  lines = [line("", head)] + [line(name, cells) for name, cells in means.items()]
   lines.append(f"difference from {summary['reference']} (mean [95% interval]; * excludes 0):")
-  for name, row in summary["differences"].items():
-    lines.append(f"{name:<{width}}" + "".join(
-        f"{_diff(row[k]['mean'], row[k]['ci95'], scale[k]):>20}" for k in metrics))
+  lines += [line(name, cells) for name, cells in diffs.items()]
   return "\n".join(lines)
 
 
