@@ -158,6 +158,7 @@ class FaceFormer(nn.Module):
     self.drop = nn.Dropout(self.dropout)
     if keys_lib.check_mode(self.key_motion) != "none":
       self.key_in = nn.Dense(d)  # (guide [3V], gaps [2]) per frame
+      self.key_gate = keys_lib.GuideGate()
     if self.key_motion == "predicted":
       self.key_acquisition = keys_lib.KeyAcquisition(self.key_rank, d)
       self.key_basis = nn.Dense(v3, use_bias=False)  # J displacement fields [J,3V]
@@ -287,7 +288,7 @@ class FaceFormer(nn.Module):
       motion = self._teacher_forced(given, previous, memory, deterministic)
     else:
       motion = self._autoregressive(given, memory, t, deterministic)
-    if self.key_motion != "none":  # the decoder predicts the difference from the guide
+    if self.key_motion != "none":  # the decoder predicts the difference from gate x guide
       return {"motion": {"motion": motion + guide, **extra}, "template": template}
     return {"motion": motion, "template": template}
 
@@ -310,7 +311,8 @@ class FaceFormer(nn.Module):
                                               fade, gap)
       guide = jax.lax.stop_gradient(self.key_basis(coeff))
       extra = {"coefficients": coefficients, "key_mask": (visemes > 0).astype(coeff.dtype)}
-    return guide, self.key_in(jnp.concatenate([guide, gaps], -1)), extra
+    return (self.key_gate(gaps) * guide, self.key_in(jnp.concatenate([guide, gaps], -1)),
+            extra)
 
   def key_predictions(self, points: dict[str, jnp.ndarray], motion: Any
                       ) -> dict[str, tuple[jnp.ndarray, jnp.ndarray]]:

@@ -103,6 +103,18 @@ def interpolate_keys(values: jnp.ndarray, key_visemes: jnp.ndarray, fade_frames:
   return at(left, w_left) + at(right, w_right), gaps
 
 
+class GuideGate(nn.Module):
+  """How far each frame trusts the guide: [B,T,2] gaps -> [B,T,1], 1 + a
+  zero-initialised linear map of the gaps. The network adds gate x guide to
+  its own prediction; it starts at 1 (an untrained oracle network plays the
+  key motions exactly) and learns to lean on the guide less where that helps
+  (a predicted guide far from its key frames)."""
+
+  @nn.compact
+  def __call__(self, gaps: jnp.ndarray) -> jnp.ndarray:
+    return 1.0 + nn.Dense(1, kernel_init=nn.initializers.zeros)(gaps)
+
+
 class KeyAcquisition(nn.Module):
   """The per-frame half of key-motion acquisition: coefficients [B,T,J] of a
   frame's key displacement from (viseme, audio, style) there.

@@ -102,6 +102,7 @@ class MMTalker(nn.Module):
                                self.regressor_activation, self.regressor_rank)
     if keys_lib.check_mode(self.key_motion) != "none":
       self.key_in = nn.Dense(self.regressor_hidden)  # (guide [3], gaps [2]) per point and frame
+      self.key_gate = keys_lib.GuideGate()
     if self.key_motion == "predicted":
       self.key_acquisition = keys_lib.KeyAcquisition(self.key_rank, self.width)
       self.key_basis = keys_lib.KeyBasis(self.key_rank, self.regressor_hidden)
@@ -150,14 +151,18 @@ class MMTalker(nn.Module):
     initial = jnp.broadcast_to(style_code[:, None], levels[0].shape)
     motion, _ = self.fusion(levels, tokens, frame_mask, initial)
     if self.key_motion != "none":
-      motion = self._key_frames(motion, levels[-1], style_code, keys)
+      motion = self._key_frames(motion, style_code, keys)
     return {"motion": motion, "tokens": tokens, "geometry": geometry, "template": template}
 
-  def _key_frames(self, motion: jnp.ndarray, audio: jnp.ndarray, style_code: jnp.ndarray,
+  def _key_frames(self, motion: jnp.ndarray, style_code: jnp.ndarray,
                   keys: dict[str, jnp.ndarray]) -> dict[str, jnp.ndarray]:
     """The per-frame arrays of a key-motion network ([B,T,...] each).
 
-    'motion' [B,T,D]; 'gaps' [B,T,2]; 'guide': oracle, the interpolated true
+    Acquisition hears each frame through the fused motion [B,T,D] (the
+    audio after the dual cross-attention: the network's own reading of the
+    speech around the frame).
+
+    'motion' [B,T,D]; 'gaps' [B,T,2]; 'gate' [B,T,1] (`GuideGate`); 'guide': oracle, the interpolated true
     key displacements at every vertex [B,T,V,3] in output units; predicted,
     the interpolated acquisition coefficients [B,T,J], with 'coefficients'
     [B,T,J] (not interpolated) and 'key_mask' [B,T] for the acquisition loss.
@@ -167,13 +172,13 @@ class MMTalker(nn.Module):
     if self.key_motion == "oracle":
       values = keys["key_motion"] / self.displacement_scale
       guide, gaps = keys_lib.interpolate_keys(values, visemes, fade, gap)
-      return {"motion": motion, "guide": guide, "gaps": gaps}
-    coefficients = self.key_acquisition(visemes, audio, style_code)
+      return {"motion": motion, "guide": guide, "gaps": gaps, "gate": self.key_gate(gaps)}
+    coefficients = self.key_acquisition(visemes, motion, style_code)
     # Completion reads the acquired key motions; only their own loss trains them.
     guide, gaps = keys_lib.interpolate_keys(jax.lax.stop_gradient(coefficients), visemes,
                                             fade, gap)
-    return {"motion": motion, "guide": guide, "gaps": gaps, "coefficients": coefficients,
-            "key_mask": (visemes > 0).astype(motion.dtype)}
+    return {"motion": motion, "guide": guide, "gaps": gaps, "gate": self.key_gate(gaps),
+            "coefficients": coefficients, "key_mask": (visemes > 0).astype(motion.dtype)}
 
   def encode_points(self, encoded: dict[str, jnp.ndarray], face_ids: jnp.ndarray,
                     bary: jnp.ndarray) -> dict[str, jnp.ndarray]:
@@ -203,7 +208,7 @@ class MMTalker(nn.Module):
 
     Frames are independent here, so long sequences are decoded in chunks.
     With key motions the regressor also reads the guide and the gaps at each
-    point, and predicts the difference from the guide.
+    point, and predicts the difference from gate x guide.
     """
     if self.key_motion == "none":
       out = self.regressor.decode_frames(points, motion)
@@ -211,7 +216,8 @@ class MMTalker(nn.Module):
       guide = self._guide_at_points(points, motion["guide"])  # [B,Tc,K,3]
       gaps = jnp.broadcast_to(motion["gaps"][:, :, None], guide.shape[:3] + (2,))
       extra = self.key_in(jnp.concatenate([guide, gaps], -1))
-      out = guide + self.regressor.decode_frames(points, motion["motion"], extra)
+      out = motion["gate"][:, :, None] * guide + self.regressor.decode_frames(
+          points, motion["motion"], extra)
     return out * self.displacement_scale * frame_mask[:, :, None, None]
 
   def _guide_at_points(self, points: dict[str, jnp.ndarray], guide: jnp.ndarray) -> jnp.ndarray:
