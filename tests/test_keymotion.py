@@ -197,6 +197,10 @@ def test_only_the_acquisition_loss_trains_the_acquisition():
                                x["style"], x["frame_mask"],
                                keys={"key_visemes": batch["key_visemes"]})["params"]
   params = test_model.randomize_output(params)
+  # the basis starts at zero (so acquisition's coefficients get no gradient yet): give it weights
+  kernel = params["key_basis"]["Dense_1"]["kernel"]
+  params["key_basis"]["Dense_1"]["kernel"] = 0.5 * jax.random.normal(jax.random.key(3),
+                                                                      kernel.shape)
   loss_cfg = ml_collections.ConfigDict(dict(point_weight=1.0, velocity_weight=1.0))
 
   @jax.jit

@@ -161,7 +161,8 @@ class FaceFormer(nn.Module):
       self.key_gate = keys_lib.GuideGate()
     if self.key_motion == "predicted":
       self.key_acquisition = keys_lib.KeyAcquisition(self.key_rank, d)
-      self.key_basis = nn.Dense(v3, use_bias=False)  # J displacement fields [J,3V]
+      # J displacement fields [J,3V], from zero (an untrained acquisition guides nothing)
+      self.key_basis = nn.Dense(v3, use_bias=False, kernel_init=nn.initializers.zeros)
 
   # --- the decoder -----------------------------------------------------------
 

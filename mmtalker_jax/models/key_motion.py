@@ -137,7 +137,9 @@ class KeyAcquisition(nn.Module):
 
 
 class KeyBasis(nn.Module):
-  """The per-point half: J displacement fields [B,K,J,3] from per-point features."""
+  """The per-point half: J displacement fields [B,K,J,3] from per-point
+  features. The fields start at zero, so an untrained acquisition guides
+  nothing (rather than adding noise to the prediction)."""
   rank: int
   hidden: int
 
@@ -145,5 +147,5 @@ class KeyBasis(nn.Module):
   def __call__(self, point_features: jnp.ndarray) -> jnp.ndarray:
     """[B,K,P] -> [B,K,J,3]."""
     h = jax.nn.gelu(nn.Dense(self.hidden)(point_features))
-    basis = nn.Dense(3 * self.rank)(h)
+    basis = nn.Dense(3 * self.rank, kernel_init=nn.initializers.zeros)(h)
     return basis.reshape(*basis.shape[:-1], self.rank, 3)
