@@ -162,8 +162,9 @@ class MMTalker(nn.Module):
     audio after the dual cross-attention: the network's own reading of the
     speech around the frame).
 
-    'motion' [B,T,D]; 'gaps' [B,T,2]; 'gate' [B,T,1] (`GuideGate`); 'guide': oracle, the interpolated true
-    key displacements at every vertex [B,T,V,3] in output units; predicted,
+    'motion' [B,T,D]; 'gaps' [B,T,2]; 'gate' [B,T,1] (`GuideGate`); 'guide':
+    oracle, the interpolated true key displacements at every vertex
+    [B,T,V,3] in output units; predicted,
     the interpolated acquisition coefficients [B,T,J], with 'coefficients'
     [B,T,J] (not interpolated) and 'key_mask' [B,T] for the acquisition loss.
     """
