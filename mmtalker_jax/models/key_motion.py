@@ -26,6 +26,8 @@ and completes the motion between key frames from them:
   gaps         [B,T,2]: frames since the previous key frame and to the next,
                over `gap_frames` and clipped to 1 (1: none within reach), so
                the network knows how far to trust the guide.
+  gate         [B,T,1] (`GuideGate`): the network adds gate x guide to its own
+               prediction; the gate starts at 1 and is learned from the gaps.
 """
 
 from __future__ import annotations
