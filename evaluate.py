@@ -12,7 +12,7 @@ Several processes (the flags of train.py: --coordinator_address, --num_processes
 --process_id) split the batches between them; process 0 prints and writes.
 """
 
-from mmtalker_jax.allocator import release_around_compiles, reexec_with_tcmalloc
+from mmtalker_jax.allocator import manage_heap, reexec_with_tcmalloc
 
 reexec_with_tcmalloc()  # before JAX starts: see mmtalker_jax/allocator.py
 
@@ -74,7 +74,7 @@ def run():
 
   distributed.initialize()
   compile_cache.enable()
-  release_around_compiles()  # compiler memory is not kept: see mmtalker_jax/allocator.py
+  manage_heap()  # compiler memory is not kept: see mmtalker_jax/allocator.py
   # Flags that work on one run in one process.
   one_run = [flag for flag, value in (("--long", _LONG.value), ("--save-pred", _SAVE_PRED.value),
                                       ("--render", _RENDER.value)) if value]

@@ -2,6 +2,7 @@
 
   python bench/memory.py --config configs/biwi.py [--devices 8] [--json OUT]
   python bench/memory.py --config configs/vocaset.py
+  python bench/memory.py --config configs/sweep_density.py --devices 1 --buckets
 
 Nothing runs: the train step (sampled points) and the step with the
 all-vertex loss (every `loss.vertex_every` steps) are compiled for the
@@ -13,7 +14,11 @@ temporaries, and their sum (an upper bound on the peak; donated arguments are
 counted once). Also XLA's FLOPs per step, and the step time they imply at a
 given accelerator peak (a scan's body counts once in XLA's cost analysis: for
 the FLOPs of the chunked all-vertex loss, pass --vertex-chunk-frames 0 to
-measure the one-shot program).
+measure the one-shot program). For a sweep, the train steps are its first
+program's (`sweep.group_size` replicas, vmapped). `--buckets` adds the sampled
+step at every shorter length bucket: on a CPU, where each bucket's
+temporaries are one block of its own size, they bound what a run's heap
+holds (`train.host_memory_gib`, docs/training.md).
 """
 
 import argparse
@@ -38,6 +43,8 @@ def main():
                       help="accelerator peak for the time estimate (TPU v5e bf16: 197)")
   parser.add_argument("--vertex-chunk-frames", type=int, default=None,
                       help="override loss.vertex_chunk_frames (0: the one-shot all-vertex loss)")
+  parser.add_argument("--buckets", action="store_true",
+                      help="size the sampled train step at every length bucket, not only the longest")
   parser.add_argument("--json", default=None)
   args = parser.parse_args()
   flags = os.environ.get("XLA_FLAGS", "")
@@ -70,35 +77,46 @@ def main():
   mesh = sharding.make_mesh()
   model = build_model(config, assets, num_styles=8)
   optimizer = make_optimizer(config.train, speech_setup.frozen_parameters(config.model))
-  runs = population.replicas_of(config, "/unused")[:1]  # one run
+  # A sweep's first program (sweep.group_size replicas); a plain config's one run.
+  runs = population.groups(config, population.replicas_of(config, "/unused"))[0]
   state = jax.eval_shape(lambda k: create_state(model, optimizer, config.data, k, mesh),
                          jax.random.key(0))
   params = jax.tree_util.tree_map(
       lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding.replicated(mesh)),
       state.params)
-  state = jax.tree_util.tree_map(  # a population of one: a leading axis of 1
-      lambda a: jax.ShapeDtypeStruct((1, *a.shape), a.dtype,
+  state = jax.tree_util.tree_map(  # the program's replicas on a leading axis
+      lambda a: jax.ShapeDtypeStruct((len(runs), *a.shape), a.dtype,
                                      sharding=sharding.member_sharded(mesh)), state)
   b, t = int(config.train.global_batch_size), max(config.data.bucket_frames)
-  f = alignment.num_feature_frames(t, config.data.fps, config.data.features.feature_rate)
   v = assets.num_vertices
   data = sharding.batch_sharded(mesh)
-  shapes = {"audio": ((b, f, audio_lib.num_channels(dict(config.data.features))), np.float32),
-            "vertices": ((b, t, v, 3), np.float32), "template": ((b, v, 3), np.float32),
-            "frame_mask": ((b, t), np.float32), "style": ((b,), np.int32),
-            "seq_index": ((b,), np.int32), **key_shapes(model, b, t, v)}
-  batch = {k: jax.ShapeDtypeStruct(s, d, sharding=data) for k, (s, d) in shapes.items()}
-  key = jax.eval_shape(lambda: population.stack([population.sample_key(config)], mesh))
+
+  def batch_of(frames: int) -> dict:
+    f = alignment.num_feature_frames(frames, config.data.fps, config.data.features.feature_rate)
+    shapes = {"audio": ((b, f, audio_lib.num_channels(dict(config.data.features))), np.float32),
+              "vertices": ((b, frames, v, 3), np.float32), "template": ((b, v, 3), np.float32),
+              "frame_mask": ((b, frames), np.float32), "style": ((b,), np.int32),
+              "seq_index": ((b,), np.int32), **key_shapes(model, b, frames, v)}
+    return {k: jax.ShapeDtypeStruct(s, d, sharding=data) for k, (s, d) in shapes.items()}
+
+  key = jax.eval_shape(lambda: population.stack([population.sample_key(r.config) for r in runs],
+                                                mesh))
   key = jax.ShapeDtypeStruct(key.shape, key.dtype, sharding=sharding.member_sharded(mesh))
   print(f"config {args.config}: global batch {b} x {t} frames, V={v}, faces "
         f"{assets.num_faces}, K={config.sampler.num_points}, width {config.model.width}, "
-        f"{jax.device_count()} devices")
+        f"{jax.device_count()} devices, {len(runs)} replica(s) per program")
   out = {}
   for name, vertex in (("train_sampled", False), ("train_vertex_loss", True)):
     step = trainer.make_train_step(model, optimizer, config, mesh, runs, with_vertex_loss=vertex)
-    compiled = step.jitted.lower(state, batch, key, *step.extra).compile()
+    compiled = step.jitted.lower(state, batch_of(t), key, *step.extra).compile()
     out[f"{name}_bytes_per_device"], out[f"{name}_flops_per_device"] = report(
         name, compiled, args.peak_tflops)
+  if args.buckets:
+    step = trainer.make_train_step(model, optimizer, config, mesh, runs)
+    for frames in sorted(config.data.bucket_frames)[:-1]:
+      compiled = step.jitted.lower(state, batch_of(frames), key, *step.extra).compile()
+      out[f"train_sampled_{frames}_bytes_per_device"], _ = report(
+          f"train_sampled@{frames}", compiled, args.peak_tflops)
   out["train_bytes_per_device"] = max(out["train_sampled_bytes_per_device"],
                                       out["train_vertex_loss_bytes_per_device"])
   out["eval_bytes_per_device"] = eval_memory(model, config, mesh, params, assets, args)

@@ -57,7 +57,7 @@ def size_for_accelerators(config: ml_collections.ConfigDict) -> None:
   config.sampler.num_points = 1024
   config.train.update(dict(global_batch_size=32, num_steps=50_000, learning_rate=1e-3,
                            warmup_steps=1000, eval_every=2000, log_every=100,
-                           keep_checkpoints=3, steps_in_flight=2))
+                           keep_checkpoints=3, steps_in_flight=2, host_memory_gib=0.0))
   config.model.update(dict(width=128, regressor_hidden=128, regressor_layers=2,
                            geometry_tokens=32, attention_window=256, token_window=256))
   config.eval.batch_size = 8
@@ -117,6 +117,12 @@ def get_config() -> ml_collections.ConfigDict:
   # steps_in_flight: how far dispatch may run ahead of the device. On a CPU a
   # queued step already holds its working memory, so the default waits for
   # each step (training/trainer.py); accelerators keep 2 in flight.
+  # host_memory_gib: a cap on the process heap under tcmalloc (0: none). Free
+  # pages go back to the kernel before the heap passes it, so memory that the
+  # length buckets' differently sized temporaries fragment is not kept; a run
+  # that truly needs more stops with one line (mmtalker_jax/allocator.py).
+  # Here 1.85 GiB was too little and 2.25 enough (docs/benchmarks.md, "Host memory");
+  # configs that change the model or mesh set their own cap, or 0.
   # points_per_row: each batch row draws its own K points (B x K distinct
   # points a step for the same compute) instead of all rows sharing K: on
   # SynthTalk it cut the test LVE 2.8x at 2000 steps (README, "Sampling").
@@ -124,7 +130,7 @@ def get_config() -> ml_collections.ConfigDict:
       global_batch_size=8, num_steps=2000, learning_rate=2e-3,
       warmup_steps=100, end_lr_factor=0.05, weight_decay=1e-4, grad_clip=1.0,
       log_every=50, eval_every=400, keep_checkpoints=2, prefetch=2, points_per_row=True,
-      steps_in_flight=1))
+      steps_in_flight=1, host_memory_gib=2.5))
   config.eval = ml_collections.ConfigDict(dict(batch_size=4, render_sequences=3))
   # Decoding whole sequences (evaluation and predict.py): the memory budget of
   # one regressor call (its frame count follows from batch, points and width:

@@ -26,6 +26,17 @@ and just after every backend compile: 40 steps and an evaluation of
 2.9 GB with it and at most two steps in flight (training/trainer.py), 4.8 GB
 with neither, and 2.9 GB on glibc's malloc with neither, at glibc's slower
 steps.
+
+What tcmalloc keeps, it keeps by address: XLA:CPU takes each step's
+temporaries as one block whose size depends on the length bucket, and batches
+and outputs allocated in between pin parts of the freed blocks, so a block of
+another size often fits nowhere and the heap grows. A 4-member sweep (four
+buckets, 1.6-2.3 GiB of temporaries a step) held 7.6 GiB after 100 steps and
+10.4 GB after 600, for at most 3.1 GiB in use between compiles. `manage_heap`
+caps the heap between compiles (`train.host_memory_gib`): past the cap
+tcmalloc hands free pages back before it grows, and only an allocation that
+cannot fit even then fails (XLA: RESOURCE_EXHAUSTED). The same sweep under a 6 GiB cap peaked at 6.1
+GiB with the same losses and step rate (docs/benchmarks.md, "Host memory").
 """
 
 from __future__ import annotations
@@ -82,28 +93,59 @@ def reexec_with_tcmalloc() -> None:
     return  # keep running with the system allocator
 
 
-# Lowering ends just before the backend compile starts; the compile's own end.
-_AROUND_COMPILES = ("/jax/core/compile/jaxpr_to_mlir_module_duration",
-                    "/jax/core/compile/backend_compile_duration")
+# Recorded as a scalar when a backend compile (or persistent-cache read) starts,
+# and as a duration when it ends (jax/_src/dispatch.py, log_elapsed_time).
+_COMPILE = "/jax/core/compile/backend_compile_duration"
 
 
-def release_around_compiles() -> None:
-  """Under tcmalloc, returns free memory to the kernel around every XLA compile.
+def manage_heap(cap_gib: float = 0.0) -> bool:
+  """Under tcmalloc: free memory goes back to the kernel around every XLA
+  compile, and the heap is capped at `cap_gib` GiB (0: no cap) between them.
 
-  An entry script calls this once (it registers a JAX monitoring listener for
-  the process's lifetime); elsewhere it does nothing.
+  An entry script calls this once (it registers JAX monitoring listeners for
+  the process's lifetime); elsewhere it does nothing. The cap is lifted while
+  a program compiles: the compiler's memory is short-lived and already given
+  back at its end, and a refused allocation inside it could not fail cleanly.
+  Past the cap, free pages go back to the kernel before the heap grows; an
+  allocation that does not fit even then fails (numpy: MemoryError; XLA:
+  RESOURCE_EXHAUSTED), see `out_of_memory`.
+
+  Returns:
+    whether a cap is in force.
   """
   if not running_under_tcmalloc():
-    return
+    return False
   try:
-    release = ctypes.CDLL(None).MallocExtension_ReleaseFreeMemory
+    extension = ctypes.CDLL(None)
+    release = extension.MallocExtension_ReleaseFreeMemory
+    set_property = extension.MallocExtension_SetNumericProperty
   except (OSError, AttributeError):
-    return  # a tcmalloc without the extension API
+    return False  # a tcmalloc without the extension API
+  set_property.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+  cap_mib = max(1, round(cap_gib * 1024)) if cap_gib > 0 else 0
+
+  def limit(mib: int) -> bool:
+    return bool(set_property(b"tcmalloc.heap_limit_mb", mib))
+
   from jax import monitoring
 
-  def on_duration(event: str, seconds: float, **kwargs) -> None:
-    del seconds, kwargs
-    if event in _AROUND_COMPILES:
+  def on_start(event: str, value: float, **kwargs) -> None:
+    del value, kwargs
+    if event == _COMPILE:
+      limit(0)
       release()
 
-  monitoring.register_event_duration_secs_listener(on_duration)
+  def on_end(event: str, seconds: float, **kwargs) -> None:
+    del seconds, kwargs
+    if event == _COMPILE:
+      release()
+      limit(cap_mib)
+
+  monitoring.register_scalar_listener(on_start)
+  monitoring.register_event_duration_secs_listener(on_end)
+  return limit(cap_mib) and cap_mib > 0
+
+
+def out_of_memory(error: BaseException) -> bool:
+  """True for the errors an allocation past `manage_heap`'s cap raises."""
+  return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED: Out of memory" in str(error)
