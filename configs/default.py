@@ -117,12 +117,11 @@ def get_config() -> ml_collections.ConfigDict:
   # steps_in_flight: how far dispatch may run ahead of the device. On a CPU a
   # queued step already holds its working memory, so the default waits for
   # each step (training/trainer.py); accelerators keep 2 in flight.
-  # host_memory_gib: a cap on the process heap under tcmalloc (0: none). Free
-  # pages go back to the kernel before the heap passes it, so memory that the
-  # length buckets' differently sized temporaries fragment is not kept; a run
-  # that truly needs more stops with one line (mmtalker_jax/allocator.py).
-  # Here 1.85 GiB was too little and 2.25 enough (docs/benchmarks.md, "Host memory");
-  # configs that change the model or mesh set their own cap, or 0.
+  # host_memory_gib: a soft cap on the process heap under tcmalloc (0: none).
+  # Whenever the heap holds more, its free pages go back to the kernel, so the
+  # memory that the length buckets' differently sized temporaries fragment is
+  # not kept (mmtalker_jax/allocator.py, docs/training.md). Configs that
+  # change the model or mesh set their own, or 0.
   # points_per_row: each batch row draws its own K points (B x K distinct
   # points a step for the same compute) instead of all rows sharing K: on
   # SynthTalk it cut the test LVE 2.8x at 2000 steps (README, "Sampling").
@@ -130,7 +129,7 @@ def get_config() -> ml_collections.ConfigDict:
       global_batch_size=8, num_steps=2000, learning_rate=2e-3,
       warmup_steps=100, end_lr_factor=0.05, weight_decay=1e-4, grad_clip=1.0,
       log_every=50, eval_every=400, keep_checkpoints=2, prefetch=2, points_per_row=True,
-      steps_in_flight=1, host_memory_gib=2.5))
+      steps_in_flight=1, host_memory_gib=1.75))
   config.eval = ml_collections.ConfigDict(dict(batch_size=4, render_sequences=3))
   # Decoding whole sequences (evaluation and predict.py): the memory budget of
   # one regressor call (its frame count follows from batch, points and width:

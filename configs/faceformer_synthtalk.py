@@ -38,7 +38,7 @@ def use_faceformer(config: ml_collections.ConfigDict, width: int, period: int) -
   config.model = faceformer_model(width, period)
   config.sampler.num_points = 0
   config.loss.update(dict(point_weight=1.0, velocity_weight=0.0, vertex_every=0))
-  config.train.host_memory_gib = 0.0  # MMTalker's cap does not fit this model's steps
+  config.train.host_memory_gib = 0.0  # no cap: the default's was sized for MMTalker's steps
 
 
 def get_config(size: str = "default") -> ml_collections.ConfigDict:

@@ -22,5 +22,5 @@ def get_config(arg: str = "predicted") -> ml_collections.ConfigDict:
   config = module.get_config(base_arg) if base_arg else module.get_config()
   config.model.key_motion = mode  # checked when the model is built
   if mode != "none":
-    config.train.host_memory_gib = 0.0  # the base's cap is sized for steps without key inputs
+    config.train.host_memory_gib = 0.0  # no cap: the base's was sized without key inputs
   return config

@@ -57,7 +57,6 @@ def get_config(base: str = "default") -> ml_collections.ConfigDict:
   config.sweep.member_devices = 1
   # Four replicas' steps take 1.6-2.3 GiB of temporaries per length bucket;
   # uncapped, tcmalloc kept 10.4 GB after 600 steps (the buckets fragment the
-  # heap). Capped, the heap hands free pages back instead: 7 GiB leaves room
-  # over the 5-6 GiB one program needs at its peak (docs/benchmarks.md).
-  config.train.host_memory_gib = 7.0
+  # heap). Past the cap, free pages go back to the kernel (docs/training.md).
+  config.train.host_memory_gib = 4.5
   return config

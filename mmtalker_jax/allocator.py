@@ -32,11 +32,15 @@ temporaries as one block whose size depends on the length bucket, and batches
 and outputs allocated in between pin parts of the freed blocks, so a block of
 another size often fits nowhere and the heap grows. A 4-member sweep (four
 buckets, 1.6-2.3 GiB of temporaries a step) held 7.6 GiB after 100 steps and
-10.4 GB after 600, for at most 3.1 GiB in use between compiles. `manage_heap`
-caps the heap between compiles (`train.host_memory_gib`): past the cap
-tcmalloc hands free pages back before it grows, and only an allocation that
-cannot fit even then fails (XLA: RESOURCE_EXHAUSTED). The same sweep under a 6 GiB cap peaked at 6.1
-GiB with the same losses and step rate (docs/benchmarks.md, "Host memory").
+10.4 GB after 600, for at most 3.1 GiB in use between compiles. With
+`train.host_memory_gib`, `manage_heap` hands the free pages back whenever the
+heap holds more than that (docs/training.md, "Memory on the host").
+
+tcmalloc's own `heap_limit_mb` was tried first and dropped: it is a hard
+limit, and an allocation past it fails. A default run under a 2.25 GiB limit
+stopped with RESOURCE_EXHAUSTED after 570 steps although 60 steps and an
+evaluation had passed, because small-object pages that cannot be handed back
+accumulate. A soft cap never stops a run.
 """
 
 from __future__ import annotations
@@ -45,6 +49,8 @@ import ctypes
 import ctypes.util
 import os
 import sys
+import threading
+import time
 
 _NAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
 _DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
@@ -98,17 +104,17 @@ def reexec_with_tcmalloc() -> None:
 _COMPILE = "/jax/core/compile/backend_compile_duration"
 
 
-def manage_heap(cap_gib: float = 0.0) -> bool:
+def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
   """Under tcmalloc: free memory goes back to the kernel around every XLA
-  compile, and the heap is capped at `cap_gib` GiB (0: no cap) between them.
+  compile and, with `cap_gib` > 0, whenever the heap holds more than that.
 
-  An entry script calls this once (it registers JAX monitoring listeners for
-  the process's lifetime); elsewhere it does nothing. The cap is lifted while
-  a program compiles: the compiler's memory is short-lived and already given
-  back at its end, and a refused allocation inside it could not fail cleanly.
-  Past the cap, free pages go back to the kernel before the heap grows; an
-  allocation that does not fit even then fails (numpy: MemoryError; XLA:
-  RESOURCE_EXHAUSTED), see `out_of_memory`.
+  An entry script calls this once (it registers JAX monitoring listeners and
+  starts a daemon thread for the process's lifetime); elsewhere it does
+  nothing. The cap is soft: a thread looks every `every_seconds` and hands
+  back every free page once the pages the heap holds pass the cap, so no
+  allocation is ever refused. What it bounds is what fragmentation adds; a
+  step whose temporaries do not fit the free pages still takes the heap past
+  the cap until the next look.
 
   Returns:
     whether a cap is in force.
@@ -118,34 +124,34 @@ def manage_heap(cap_gib: float = 0.0) -> bool:
   try:
     extension = ctypes.CDLL(None)
     release = extension.MallocExtension_ReleaseFreeMemory
-    set_property = extension.MallocExtension_SetNumericProperty
+    get_property = extension.MallocExtension_GetNumericProperty
   except (OSError, AttributeError):
     return False  # a tcmalloc without the extension API
-  set_property.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
-  cap_mib = max(1, round(cap_gib * 1024)) if cap_gib > 0 else 0
-
-  def limit(mib: int) -> bool:
-    return bool(set_property(b"tcmalloc.heap_limit_mb", mib))
-
+  get_property.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t)]
   from jax import monitoring
 
-  def on_start(event: str, value: float, **kwargs) -> None:
+  def around_compiles(event: str, value: float, **kwargs) -> None:
     del value, kwargs
     if event == _COMPILE:
-      limit(0)
       release()
 
-  def on_end(event: str, seconds: float, **kwargs) -> None:
-    del seconds, kwargs
-    if event == _COMPILE:
-      release()
-      limit(cap_mib)
+  monitoring.register_scalar_listener(around_compiles)  # a compile starts
+  monitoring.register_event_duration_secs_listener(around_compiles)  # ... and ends
+  if cap_gib <= 0:
+    return False
+  cap = int(cap_gib * 2**30)
 
-  monitoring.register_scalar_listener(on_start)
-  monitoring.register_event_duration_secs_listener(on_end)
-  return limit(cap_mib) and cap_mib > 0
+  def held() -> int:
+    heap, unmapped = ctypes.c_size_t(), ctypes.c_size_t()
+    get_property(b"generic.heap_size", ctypes.byref(heap))
+    get_property(b"tcmalloc.pageheap_unmapped_bytes", ctypes.byref(unmapped))
+    return heap.value - unmapped.value
 
+  def watch() -> None:
+    while True:
+      if held() > cap:
+        release()
+      time.sleep(every_seconds)
 
-def out_of_memory(error: BaseException) -> bool:
-  """True for the errors an allocation past `manage_heap`'s cap raises."""
-  return isinstance(error, MemoryError) or "RESOURCE_EXHAUSTED: Out of memory" in str(error)
+  threading.Thread(target=watch, name="heap-cap", daemon=True).start()
+  return True

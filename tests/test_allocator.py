@@ -40,9 +40,9 @@ def test_system_malloc_when_asked():
 
 
 _CAP_PROBE = """
-import ctypes
+import ctypes, time
 import numpy as np
-from mmtalker_jax.allocator import manage_heap, out_of_memory
+from mmtalker_jax.allocator import manage_heap
 
 get = ctypes.CDLL(None).MallocExtension_GetNumericProperty
 get.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t)]
@@ -53,53 +53,40 @@ def held_mib():  # heap pages the process holds: mapped minus handed back
   get(b"tcmalloc.pageheap_unmapped_bytes", ctypes.byref(unmapped))
   return (heap.value - unmapped.value) / 2**20
 
-assert manage_heap(0.5)
+capped = manage_heap(0.5, every_seconds=0.02)
 # Blocks of growing size, each freed before the next: none fits in the freed
 # one before it, so an uncapped heap grows for each (650 MiB or more held).
 for mib in (300, 350, 400):
   block = np.ones(mib << 17)  # float64: mib MiB
   del block
+  time.sleep(0.2)
 held = held_mib()
-try:
-  np.ones(600 << 17)
-  refused = None
-except MemoryError as e:
-  refused = out_of_memory(e)
-# While a program compiles the cap is lifted, and it is back once it has compiled.
-from jax import monitoring
-from mmtalker_jax.allocator import _COMPILE
-cap = ctypes.c_size_t()
-monitoring.record_scalar(_COMPILE, 0.0)
-get(b"tcmalloc.heap_limit_mb", ctypes.byref(cap))
-lifted = cap.value
-monitoring.record_event_duration_secs(_COMPILE, 1.0)
-get(b"tcmalloc.heap_limit_mb", ctypes.byref(cap))
-print(held <= 512, refused, lifted, cap.value)
+big = np.ones(600 << 17)  # past the cap: allowed, the cap is soft
+print(capped, round(held), float(big[-1]))
 """
 
 
 @pytest.mark.skipif(allocator.find_tcmalloc() is None or not sys.platform.startswith("linux"),
                     reason="no tcmalloc on this machine (apt-get install libtcmalloc-minimal4)")
-def test_a_capped_heap_hands_free_pages_back_and_refuses_what_does_not_fit():
+def test_a_capped_heap_hands_free_pages_back_and_refuses_nothing():
   env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
   env.update(LD_PRELOAD=allocator.find_tcmalloc(), PYTHONPATH=ROOT,
              TCMALLOC_RELEASE_RATE="0", TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD=str(1 << 40))
-  proc = subprocess.run([sys.executable, "-c", _CAP_PROBE], env=env, capture_output=True,
-                        text=True, timeout=60)
-  assert proc.returncode == 0, proc.stderr
-  assert proc.stdout.split() == ["True", "True", "0", "512"]
-  # The same blocks uncapped: the heap holds more than the cap would allow.
-  uncapped = _CAP_PROBE.replace("assert manage_heap(0.5)", "assert not manage_heap(0)").replace(
-      "print(held <= 512, refused, lifted, cap.value)", "print(held > 600)")
-  proc = subprocess.run([sys.executable, "-c", uncapped], env=env, capture_output=True,
-                        text=True, timeout=60)
-  assert proc.stdout.split() == ["True"], proc.stderr
+
+  def probe(source):
+    proc = subprocess.run([sys.executable, "-c", source], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    capped, held, value = proc.stdout.split()
+    return capped, int(held), value
+
+  capped, held, value = probe(_CAP_PROBE)
+  assert (capped, value) == ("True", "1.0") and held <= 512
+  # The same blocks uncapped: the heap holds more than the cap allows.
+  capped, held, value = probe(_CAP_PROBE.replace("manage_heap(0.5,", "manage_heap(0,"))
+  assert (capped, value) == ("False", "1.0") and held > 600
 
 
-def test_no_cap_without_tcmalloc():
-  if allocator.running_under_tcmalloc():
-    pytest.skip("this process runs under tcmalloc")
+def test_no_cap_without_tcmalloc(monkeypatch):
+  monkeypatch.setattr(allocator, "running_under_tcmalloc", lambda: False)
   assert not allocator.manage_heap(1.0)
-  assert allocator.out_of_memory(MemoryError())
-  assert allocator.out_of_memory(RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 8 bytes."))
-  assert not allocator.out_of_memory(RuntimeError("INTERNAL: something else"))
