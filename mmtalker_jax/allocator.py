@@ -111,8 +111,8 @@ def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
   An entry script calls this once (it registers JAX monitoring listeners and
   starts a daemon thread for the process's lifetime); elsewhere it does
   nothing. The cap is soft: a thread looks every `every_seconds` and hands
-  back every free page once the pages the heap holds pass the cap, so no
-  allocation is ever refused. What it bounds is what fragmentation adds; a
+  back free pages, as many as the heap holds past the cap, so no allocation
+  is ever refused. What it bounds is what fragmentation adds; a
   step whose temporaries do not fit the free pages still takes the heap past
   the cap until the next look.
 
@@ -124,10 +124,12 @@ def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
   try:
     extension = ctypes.CDLL(None)
     release = extension.MallocExtension_ReleaseFreeMemory
+    release_bytes = extension.MallocExtension_ReleaseToSystem
     get_property = extension.MallocExtension_GetNumericProperty
   except (OSError, AttributeError):
     return False  # a tcmalloc without the extension API
   get_property.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t)]
+  release_bytes.argtypes = [ctypes.c_size_t]
   from jax import monitoring
 
   def around_compiles(event: str, value: float, **kwargs) -> None:
@@ -149,8 +151,9 @@ def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
 
   def watch() -> None:
     while True:
-      if held() > cap:
-        release()
+      excess = held() - cap
+      if excess > 0:
+        release_bytes(excess)  # only the excess: the rest stays for the next steps
       time.sleep(every_seconds)
 
   threading.Thread(target=watch, name="heap-cap", daemon=True).start()
