@@ -20,7 +20,7 @@ this off; without the library nothing changes.
 Keeping every freed page has one cost: compiling a program takes memory
 (XLA's compiler, about 1.5 GiB for a default-config train step) that the
 program never needs again, and the steps' freed pages would sit beside the
-next compile's. `release_around_compiles` hands free pages back just before
+next compile's. `manage_heap` hands free pages back just before
 and just after every backend compile: 40 steps and an evaluation of
 `train.py --config configs/default.py` (four train-step compiles) peaked at
 2.9 GB with it and at most two steps in flight (training/trainer.py), 4.8 GB
@@ -31,10 +31,12 @@ What tcmalloc keeps, it keeps by address: XLA:CPU takes each step's
 temporaries as one block whose size depends on the length bucket, and batches
 and outputs allocated in between pin parts of the freed blocks, so a block of
 another size often fits nowhere and the heap grows. A 4-member sweep (four
-buckets, 1.6-2.3 GiB of temporaries a step) held 7.6 GiB after 100 steps and
-10.4 GB after 600, for at most 3.1 GiB in use between compiles. With
-`train.host_memory_gib`, `manage_heap` hands the free pages back whenever the
-heap holds more than that (docs/training.md, "Memory on the host").
+buckets, 1.6-2.3 GiB of temporaries a step) peaked at 9.3 GiB in 100 steps and
+10.4 GB in 600, for at most 3.1 GiB in use between compiles. With
+`train.host_memory_gib`, `manage_heap` hands free pages back whenever the
+heap holds more than that (docs/training.md, "Memory on the host"), at a
+cost: the next steps fault them in again (20-25% of the default run's steps
+per second at its 1.75 GiB cap; docs/benchmarks.md, "Host memory").
 
 tcmalloc's own `heap_limit_mb` was tried first and dropped: it is a hard
 limit, and an allocation past it fails. A default run under a 2.25 GiB limit
