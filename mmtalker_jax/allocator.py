@@ -114,9 +114,9 @@ def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
   starts a daemon thread for the process's lifetime); elsewhere it does
   nothing. The cap is soft: a thread looks every `every_seconds` and hands
   back free pages, as many as the heap holds past the cap, so no allocation
-  is ever refused. What it bounds is what fragmentation adds; a
-  step whose temporaries do not fit the free pages still takes the heap past
-  the cap until the next look.
+  is ever refused. What it bounds is what fragmentation adds; a step whose
+  temporaries do not fit the free pages still takes the heap past the cap
+  until the next look.
 
   Returns:
     whether a cap is in force.
