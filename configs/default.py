@@ -129,7 +129,7 @@ def get_config() -> ml_collections.ConfigDict:
       global_batch_size=8, num_steps=2000, learning_rate=2e-3,
       warmup_steps=100, end_lr_factor=0.05, weight_decay=1e-4, grad_clip=1.0,
       log_every=50, eval_every=400, keep_checkpoints=2, prefetch=2, points_per_row=True,
-      steps_in_flight=1, host_memory_gib=1.75))
+      steps_in_flight=1, host_memory_gib=2.25))
   config.eval = ml_collections.ConfigDict(dict(batch_size=4, render_sequences=3))
   # Decoding whole sequences (evaluation and predict.py): the memory budget of
   # one regressor call (its frame count follows from batch, points and width:

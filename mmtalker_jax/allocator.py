@@ -35,8 +35,9 @@ buckets, 1.6-2.3 GiB of temporaries a step) peaked at 9.3 GiB in 100 steps and
 10.4 GB in 600, for at most 3.1 GiB in use between compiles. With
 `train.host_memory_gib`, `manage_heap` hands free pages back whenever the
 heap holds more than that (docs/training.md, "Memory on the host"), at a
-cost: the next steps fault them in again (20-25% of the default run's steps
-per second at its 1.75 GiB cap; docs/benchmarks.md, "Host memory").
+cost when the cap sits close to what the steps use: the next steps fault the
+pages in again (20-25% of the default run's steps per second at 1.75 GiB,
+none measurable at its 2.25; docs/benchmarks.md, "Host memory").
 
 tcmalloc's own `heap_limit_mb` was tried first and dropped: it is a hard
 limit, and an allocation past it fails. A default run under a 2.25 GiB limit
