@@ -58,5 +58,5 @@ def get_config(base: str = "default") -> ml_collections.ConfigDict:
   # Four replicas' steps take 1.6-2.3 GiB of temporaries per length bucket;
   # uncapped, tcmalloc kept 10.4 GB after 600 steps (the buckets fragment the
   # heap). Past the cap, free pages go back to the kernel (docs/training.md).
-  config.train.host_memory_gib = 4.5
+  config.train.host_memory_gib = 5.5
   return config
