@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 import threading
@@ -107,6 +108,28 @@ def reexec_with_tcmalloc() -> None:
 _COMPILE = "/jax/core/compile/backend_compile_duration"
 
 
+@functools.cache
+def _numeric_property():
+  """tcmalloc's MallocExtension_GetNumericProperty, or None."""
+  try:
+    get_property = ctypes.CDLL(None).MallocExtension_GetNumericProperty
+  except (OSError, AttributeError):
+    return None  # no tcmalloc, or one without the extension API
+  get_property.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t)]
+  return get_property
+
+
+def heap_held_bytes() -> int | None:
+  """Bytes of heap tcmalloc holds (mapped, minus pages handed back); None without tcmalloc."""
+  get_property = _numeric_property() if running_under_tcmalloc() else None
+  if get_property is None:
+    return None
+  heap, unmapped = ctypes.c_size_t(), ctypes.c_size_t()
+  get_property(b"generic.heap_size", ctypes.byref(heap))
+  get_property(b"tcmalloc.pageheap_unmapped_bytes", ctypes.byref(unmapped))
+  return heap.value - unmapped.value
+
+
 def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
   """Under tcmalloc: free memory goes back to the kernel around every XLA
   compile and, with `cap_gib` > 0, whenever the heap holds more than that.
@@ -128,10 +151,8 @@ def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
     extension = ctypes.CDLL(None)
     release = extension.MallocExtension_ReleaseFreeMemory
     release_bytes = extension.MallocExtension_ReleaseToSystem
-    get_property = extension.MallocExtension_GetNumericProperty
   except (OSError, AttributeError):
     return False  # a tcmalloc without the extension API
-  get_property.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t)]
   release_bytes.argtypes = [ctypes.c_size_t]
   from jax import monitoring
 
@@ -146,15 +167,9 @@ def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
     return False
   cap = int(cap_gib * 2**30)
 
-  def held() -> int:
-    heap, unmapped = ctypes.c_size_t(), ctypes.c_size_t()
-    get_property(b"generic.heap_size", ctypes.byref(heap))
-    get_property(b"tcmalloc.pageheap_unmapped_bytes", ctypes.byref(unmapped))
-    return heap.value - unmapped.value
-
   def watch() -> None:
     while True:
-      excess = held() - cap
+      excess = (heap_held_bytes() or 0) - cap
       if excess > 0:
         release_bytes(excess)  # only the excess: the rest stays for the next steps
       time.sleep(every_seconds)

@@ -40,18 +40,9 @@ def test_system_malloc_when_asked():
 
 
 _CAP_PROBE = """
-import ctypes, time
+import time
 import numpy as np
-from mmtalker_jax.allocator import manage_heap
-
-get = ctypes.CDLL(None).MallocExtension_GetNumericProperty
-get.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_size_t)]
-
-def held_mib():  # heap pages the process holds: mapped minus handed back
-  heap, unmapped = ctypes.c_size_t(), ctypes.c_size_t()
-  get(b"generic.heap_size", ctypes.byref(heap))
-  get(b"tcmalloc.pageheap_unmapped_bytes", ctypes.byref(unmapped))
-  return (heap.value - unmapped.value) / 2**20
+from mmtalker_jax.allocator import heap_held_bytes, manage_heap
 
 capped = manage_heap(0.5, every_seconds=0.02)
 # Blocks of growing size, each freed before the next: none fits in the freed
@@ -60,7 +51,7 @@ for mib in (300, 350, 400):
   block = np.ones(mib << 17)  # float64: mib MiB
   del block
   time.sleep(0.2)
-held = held_mib()
+held = heap_held_bytes() / 2**20
 big = np.ones(600 << 17)  # past the cap: allowed, the cap is soft
 print(capped, round(held), float(big[-1]))
 """
@@ -90,3 +81,4 @@ def test_a_capped_heap_hands_free_pages_back_and_refuses_nothing():
 def test_no_cap_without_tcmalloc(monkeypatch):
   monkeypatch.setattr(allocator, "running_under_tcmalloc", lambda: False)
   assert not allocator.manage_heap(1.0)
+  assert allocator.heap_held_bytes() is None
