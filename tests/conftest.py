@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 
 XLA_TEST_FLAGS = "--xla_backend_optimization_level=0"
 os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {XLA_TEST_FLAGS}".strip()
@@ -132,5 +133,19 @@ def pytest_collection_modifyitems(config, items):
   items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 
+def pytest_configure(config):
+  # Under pytest-xdist the controller names the run (its workers share the
+  # cache folder named after it), so that it, not the first worker to finish,
+  # removes the folder once every worker is done.
+  if getattr(config.option, "numprocesses", None) and not os.environ.get("PYTEST_XDIST_WORKER"):
+    config.option.testrunuid = config.option.testrunuid or uuid.uuid4().hex
+
+
 def pytest_sessionfinish(session, exitstatus):
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    return  # the other worker may still be compiling into the shared cache
   shutil.rmtree(_CACHE, ignore_errors=True)
+  run = getattr(session.config.option, "testrunuid", None)
+  if run:
+    shutil.rmtree(os.path.join(tempfile.gettempdir(), f"mmtalker_xla_cache_{run}"),
+                  ignore_errors=True)
