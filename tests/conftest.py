@@ -124,16 +124,13 @@ def trained_run(tmp_path_factory, tiny_corpus_root):
   return pathlib.Path(shared_folder(tmp_path_factory, "trained_run", train))
 
 
-def pytest_configure(config):
-  config.addinivalue_line("markers", "slow: a test of a minute or more on this machine; "
-                          "collected first, so the workers do not end with one of them alone")
-
-
 def pytest_collection_modifyitems(config, items):
   items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
 
 
 def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: a test of a minute or more on this machine; "
+                          "collected first, so the workers do not end with one of them alone")
   # Under pytest-xdist the controller names the run (its workers share the
   # cache folder named after it), so that it, not the first worker to finish,
   # removes the folder once every worker is done.
