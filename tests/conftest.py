@@ -36,9 +36,14 @@ from mmtalker_jax import compile_cache  # noqa: E402
 # the processes the tests start pick up from the environment: a cache written
 # under other settings (no LRU bookkeeping) makes JAX warn on stderr.
 # pytest-xdist's workers (pytest -n 2) share one cache: a program compiles once per run.
+def _shared_cache(run: str) -> str:
+  """The cache folder of one pytest-xdist run, named after its run id."""
+  return os.path.join(tempfile.gettempdir(), f"mmtalker_xla_cache_{run}")
+
+
 _RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
 if _RUN:
-  _CACHE = os.path.join(tempfile.gettempdir(), f"mmtalker_xla_cache_{_RUN}")
+  _CACHE = _shared_cache(_RUN)
   os.makedirs(_CACHE, exist_ok=True)
 else:
   _CACHE = tempfile.mkdtemp(prefix="mmtalker_xla_cache_")
@@ -144,5 +149,4 @@ def pytest_sessionfinish(session, exitstatus):
   shutil.rmtree(_CACHE, ignore_errors=True)
   run = getattr(session.config.option, "testrunuid", None)
   if run:
-    shutil.rmtree(os.path.join(tempfile.gettempdir(), f"mmtalker_xla_cache_{run}"),
-                  ignore_errors=True)
+    shutil.rmtree(_shared_cache(run), ignore_errors=True)
