@@ -140,7 +140,10 @@ def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
   back free pages, as many as the heap holds past the cap, so no allocation
   is ever refused. What it bounds is what fragmentation adds; a step whose
   temporaries do not fit the free pages still takes the heap past the cap
-  until the next look.
+  until the next look. tcmalloc releases whole spans and counts what it
+  released beyond a request against later ones, so after a large span the
+  next looks may release nothing (the heap stayed up to about a second past
+  the cap in 0.1 s samples).
 
   Returns:
     whether a cap is in force.
