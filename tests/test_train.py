@@ -339,6 +339,33 @@ def test_evaluate_refuses_the_same_sizes_with_other_uvs(trained_run, tiny_corpus
                   "trained on topology", "different faces or UVs")
 
 
+GENERATE = textwrap.dedent("""
+    import sys
+    from configs import tiny
+    from mmtalker_jax.training import trainer
+    config = tiny.get_config()
+    config.data.root = sys.argv[1]
+    trainer.ensure_corpus(config.data)
+    print(sorted(m for m in ("numba", "scipy") if m in sys.modules))
+""")
+
+
+def test_a_missing_corpus_is_generated_outside_the_trainers_process(tmp_path, tiny_corpus_root):
+  """The trainer makes SynthTalk when data.root is missing, in a process of its
+  own: the generator's numba and scipy never load into the trainer."""
+  from mmtalker_jax.data.synthetic.corpus import tree_digest
+
+  root = tmp_path / "made"
+  proc = subprocess.run([sys.executable, "-c", GENERATE, str(root)], cwd=ROOT,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert proc.stdout.splitlines() == [f"generating SynthTalk at {root} ...", "[]"]
+  for part in ("wav", "vertices_npy"):
+    assert tree_digest(root / part) == tree_digest(os.path.join(tiny_corpus_root, part))
+  for name in ("manifest.json", "template.obj", "regions.json"):
+    assert (root / name).read_bytes() == open(os.path.join(tiny_corpus_root, name), "rb").read()
+
+
 def test_unknown_config_field_is_one_line(tmp_path, tiny_corpus_root):
   proc = cli("train.py", *train_args(tmp_path / "w", tiny_corpus_root), "--config.train.nonsense=3")
   _one_line_error(proc, "nonsense")

@@ -6,7 +6,9 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import multiprocessing
 import os
+from concurrent import futures
 from typing import Callable
 
 import jax
@@ -57,11 +59,21 @@ def ensure_corpus(data_cfg: ml_collections.ConfigDict) -> None:
   if not data_cfg.synthetic.enabled:
     raise InputError(root, "corpus folder not found (see README: preparing data)")
   if jax.process_index() == 0:
-    # Imported only here: its scipy and numba imports add ~2 s to every start.
-    from mmtalker_jax.data.synthetic import corpus as synthtalk
     print(f"generating SynthTalk at {root} ...", flush=True)
-    synthtalk.generate(root, synthtalk.spec_from_config(data_cfg))  # appears when whole
+    # In a process of its own (spawned: this one runs JAX's threads): the
+    # generator's numba and scipy would stay resident in the trainer for the
+    # whole run (about 120 MB), and importing them adds ~2 s to every start.
+    context = multiprocessing.get_context("spawn")
+    with futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+      pool.submit(_generate_synthtalk, root, data_cfg.to_dict()).result()
   _sync("synthtalk")
+
+
+def _generate_synthtalk(root: str, data: dict) -> None:
+  from mmtalker_jax.data.synthetic import corpus as synthtalk
+
+  spec = synthtalk.spec_from_config(ml_collections.ConfigDict(data))
+  synthtalk.generate(root, spec)  # the folder appears when whole
 
 
 @dataclasses.dataclass
