@@ -43,6 +43,8 @@ def main():
                       help="accelerator peak for the time estimate (TPU v5e bf16: 197)")
   parser.add_argument("--vertex-chunk-frames", type=int, default=None,
                       help="override loss.vertex_chunk_frames (0: the one-shot all-vertex loss)")
+  parser.add_argument("--point-chunk-frames", type=int, default=None,
+                      help="override loss.point_chunk_frames (0: the sampled points' frames at once)")
   parser.add_argument("--buckets", action="store_true",
                       help="size the sampled train step at every length bucket, not only the longest")
   parser.add_argument("--json", default=None)
@@ -72,6 +74,8 @@ def main():
     speech_setup.apply_architecture(config, SpeechConfig())
   if args.vertex_chunk_frames is not None:
     config.loss.vertex_chunk_frames = args.vertex_chunk_frames
+  if args.point_chunk_frames is not None:
+    config.loss.point_chunk_frames = args.point_chunk_frames
   vertices = args.vertices or config.data.get("num_vertices") or 5023
   assets = build_mesh_assets(*disk_face(vertices))
   mesh = sharding.make_mesh()

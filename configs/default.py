@@ -141,9 +141,13 @@ def get_config() -> ml_collections.ConfigDict:
   # leaves it off; the accelerator configs turn it on.
   # vertex_chunk_frames > 0 computes it that many frames at a time under remat
   # (same value and gradient, memory of one chunk; 0: all frames at once).
+  # point_chunk_frames > 0 decodes the sampled points that many frames at a
+  # time under remat in the same way (models/forward.py: decode_in_chunks): a
+  # default step's temporaries at 192 frames fall from 0.55 to 0.45 GiB at the
+  # same steps/s (docs/benchmarks.md, "Host memory").
   # key_motion_weight: the acquisition loss at key frames (key_motion='predicted').
   config.loss = ml_collections.ConfigDict(dict(
       point_weight=1.0, velocity_weight=1.0, vertex_weight=1.0, vertex_every=0,
-      vertex_chunk_frames=0, key_motion_weight=1.0))
+      vertex_chunk_frames=0, point_chunk_frames=32, key_motion_weight=1.0))
   config.scale = ml_collections.ConfigDict(dict(lve=1e5, eve=1e5, fdd=1e5, mve=1e3))
   return config

@@ -10,6 +10,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
@@ -115,6 +116,40 @@ def test_chunked_vertex_loss_has_the_same_value_and_gradient(tiny_config, data_c
   assert float(v0) > 0
   np.testing.assert_allclose(float(v1), float(v0), rtol=1e-5)
   # Against the largest gradient: some (attention key biases) are zero up to rounding.
+  scale = max(float(np.abs(a).max()) for a in jax.tree_util.tree_leaves(g0))
+  assert scale > 0
+  for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):
+    np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("key_motion", ["none", "predicted"])
+def test_point_loss_decoded_in_chunks_has_the_same_value_and_gradient(key_motion):
+  """loss.point_chunk_frames: the sampled points decoded a chunk of frames at a
+  time under remat give the one-shot loss and gradient, padded frames
+  included (with predicted key motions, the per-frame motion is a dict)."""
+  from tests import test_keymotion, test_model
+
+  model = test_model.small_model(60).clone(key_motion=key_motion)
+  x = test_model.inputs(model, 2, 20)
+  x["frame_mask"] = x["frame_mask"].at[1, 15:].set(0.0)
+  track, motion = test_keymotion.key_batch(2, 20, 60)
+  batch = {**x, "key_visemes": jnp.asarray(track),
+           "vertices": jnp.asarray(np.asarray(x["template"])[:, None] + motion + 1e-4)}
+  keys = {"key_visemes": batch["key_visemes"]} if key_motion != "none" else None
+  params = jax.jit(model.init)({"params": jax.random.key(0)}, x["audio"], x["template"],
+                               x["style"], x["frame_mask"], keys=keys)["params"]
+  params = test_model.randomize_output(params)
+
+  def loss_and_grad(chunk):
+    cfg = ml_collections.ConfigDict(dict(point_weight=1.0, velocity_weight=1.0,
+                                         point_chunk_frames=chunk))
+    fn = lambda p: compute_losses(p, model, batch, jax.random.key(0), cfg, 16,
+                                  test_model.SAMPLER)[0]
+    return jax.jit(jax.value_and_grad(fn))(params)
+
+  (v0, g0), (v1, g1) = loss_and_grad(0), loss_and_grad(7)  # 7 does not divide 20
+  assert float(v0) > 0
+  np.testing.assert_allclose(float(v1), float(v0), rtol=1e-5)
   scale = max(float(np.abs(a).max()) for a in jax.tree_util.tree_leaves(g0))
   assert scale > 0
   for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):

@@ -368,10 +368,11 @@ class FaceFormer(nn.Module):
                frame_mask: jnp.ndarray, points: Any = VERTICES,
                num_points: int | None = None, sampler: Any = None, rows: int = 0,
                targets: jnp.ndarray | None = None,
-               keys: dict[str, jnp.ndarray] | None = None) -> tuple[jnp.ndarray, dict]:
+               keys: dict[str, jnp.ndarray] | None = None,
+               chunk_frames: int = 0) -> tuple[jnp.ndarray, dict]:
     """The forward pass, with MMTalker's signature and outputs (`forward.forward`)."""
     return forward(self, audio, template, style, frame_mask, points, num_points, sampler,
-                   rows, targets, keys)
+                   rows, targets, keys, chunk_frames)
 
 
 def build_model(config: ml_collections.ConfigDict, assets: MeshAssets,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from mmtalker_jax.mesh.assets import MeshAssets
@@ -29,8 +31,9 @@ def given_points(assets: MeshAssets, points: Any) -> SurfaceSample:
 def forward(model, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray,
             frame_mask: jnp.ndarray, points: Any, num_points: int | None, sampler: Any,
             rows: int, targets: jnp.ndarray | None,
-            keys: dict | None = None) -> tuple[jnp.ndarray, dict]:
-  """`model`'s points (`surface_points`), `encode`, then `decode` at the points.
+            keys: dict | None = None, chunk_frames: int = 0) -> tuple[jnp.ndarray, dict]:
+  """`model`'s points (`surface_points`), `encode`, then `decode` at the points
+  (`chunk_frames` > 0: `chunk_frames` frames at a time, `decode_in_chunks`).
 
   Returns:
     displacements [B,T,K,3] (K = V for VERTICES), and aux with
@@ -44,8 +47,41 @@ def forward(model, audio: jnp.ndarray, template: jnp.ndarray, style: jnp.ndarray
   sample = model.surface_points(points, num_points, sampler, rows)
   encoded = model.encode(audio, template, style, frame_mask, targets, keys)
   at_points = model.encode_points(encoded, sample.face_ids, sample.bary)
-  displacements = model.decode_frames(at_points, encoded["motion"], frame_mask)
+  displacements = decode_in_chunks(model, at_points, encoded["motion"], frame_mask,
+                                   chunk_frames)
   aux = {"face_ids": sample.face_ids, "bary": sample.bary, "weights": sample.weights,
          "log_p": sample.log_p, "template": at_points["template"], "encoded": encoded,
          "supervised": model.key_predictions(at_points, encoded["motion"])}
   return displacements, aux
+
+
+def decode_in_chunks(model, points: dict, motion: Any, frame_mask: jnp.ndarray,
+                     chunk: int) -> jnp.ndarray:
+  """`model.decode_frames` [B,T,K,3], `chunk` frames at a time under remat.
+
+  Every network decodes each frame on its own, so the value is the same; what
+  changes is memory: the decoder's per-(frame, point) activations [B,chunk,K,H]
+  are the largest a step holds (all T frames of them at once otherwise), and
+  the backward pass recomputes them chunk by chunk instead of keeping them,
+  for one more forward pass of the decoder. chunk <= 0 or >= T: all at once.
+
+  Args:
+    points: `encode_points`' output; motion: [B,T,...] per-frame arrays (a
+      dict of them with key motions); frame_mask: [B,T].
+  """
+  b, t = frame_mask.shape
+  if chunk <= 0 or chunk >= t or model.is_initializing():
+    return model.decode_frames(points, motion, frame_mask)
+  n = -(-t // chunk)
+
+  def split(x):  # [B,T,...] -> [n,B,chunk,...], zero past T (masked out)
+    x = jnp.pad(x, [(0, 0), (0, n * chunk - t)] + [(0, 0)] * (x.ndim - 2))
+    return jnp.moveaxis(x.reshape(b, n, chunk, *x.shape[2:]), 1, 0)
+
+  def body(mdl, carry, xs):
+    return carry, mdl.decode_frames(points, *xs)
+
+  scan = nn.scan(nn.remat(body), variable_broadcast="params", split_rngs={"params": False},
+                 length=n)
+  _, out = scan(model, None, (jax.tree.map(split, motion), split(frame_mask)))
+  return jnp.moveaxis(out, 0, 1).reshape(b, n * chunk, *out.shape[3:])[:, :t]

@@ -278,7 +278,8 @@ class MMTalker(nn.Module):
                frame_mask: jnp.ndarray, points: Any = VERTICES,
                num_points: int | None = None, sampler: SamplerSettings | None = None,
                rows: int = 0, targets: jnp.ndarray | None = None,
-               keys: dict[str, jnp.ndarray] | None = None) -> tuple[jnp.ndarray, dict]:
+               keys: dict[str, jnp.ndarray] | None = None,
+               chunk_frames: int = 0) -> tuple[jnp.ndarray, dict]:
     """The forward pass: `encode`, the points (`surface_points`), `decode`.
 
     Training (the sampled-point loss), evaluation and prediction all run
@@ -291,12 +292,14 @@ class MMTalker(nn.Module):
       targets: the true vertices in training (models/registry.py); MMTalker
         does not read them.
       keys: the `key_inputs` batch entries.
+      chunk_frames: decode that many frames at a time under remat (the
+        training step's memory, `config.loss.point_chunk_frames`; 0: all).
 
     Returns:
       (displacements [B,T,K,3], aux): see `forward.forward`.
     """
     return forward(self, audio, template, style, frame_mask, points, num_points, sampler,
-                   rows, targets, keys)
+                   rows, targets, keys, chunk_frames)
 
 
 def build_model(config: ml_collections.ConfigDict, assets: MeshAssets,

@@ -45,7 +45,9 @@ def compute_losses(params, model: nn.Module, batch: dict, key: jax.Array,
   disp, aux = model.apply({"params": params}, *(batch[k] for k in INPUTS),
                           points=None if num_points else VERTICES, num_points=num_points,
                           sampler=sampler, rows=rows, targets=batch["vertices"],
-                          keys=keys_of(model, batch), rngs={"sample": key, "dropout": jax.random.fold_in(key, 1)})
+                          keys=keys_of(model, batch),
+                          chunk_frames=int(loss_cfg.get("point_chunk_frames", 0)),
+                          rngs={"sample": key, "dropout": jax.random.fold_in(key, 1)})
   target = interpolate(batch["vertices"], model.assets.faces, aux["face_ids"], aux["bary"])
   target = target - aux["template"][:, None]
   unit = 1.0 / model.displacement_scale
