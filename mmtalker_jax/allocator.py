@@ -140,10 +140,7 @@ def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
   back free pages, as many as the heap holds past the cap, so no allocation
   is ever refused. What it bounds is what fragmentation adds; a step whose
   temporaries do not fit the free pages still takes the heap past the cap
-  until the next look. tcmalloc releases whole spans and counts what it
-  released beyond a request against later ones, so after a large span the
-  next looks may release nothing (the heap stayed up to about a second past
-  the cap in 0.1 s samples).
+  until the next look.
 
   Returns:
     whether a cap is in force.
@@ -172,10 +169,25 @@ def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
 
   def watch() -> None:
     while True:
-      excess = (heap_held_bytes() or 0) - cap
-      if excess > 0:
-        release_bytes(excess)  # only the excess: the rest stays for the next steps
+      trim_to_cap(cap, lambda: heap_held_bytes() or 0, release_bytes)
       time.sleep(every_seconds)
 
   threading.Thread(target=watch, name="heap-cap", daemon=True).start()
   return True
+
+
+def trim_to_cap(cap: int, held, release, tries: int = 4) -> None:
+  """Asks `release` (tcmalloc's ReleaseToSystem) for the heap's excess over
+  `cap` bytes until `held()` is within it, at most `tries` times.
+
+  Only the excess: the rest of the free pages stay for the next steps. Asking
+  once is not enough: tcmalloc releases whole spans and counts what it
+  released beyond a request against the next requests, which it then skips,
+  so after one large span a single request per look left the heap past the
+  cap for up to about a second.
+  """
+  for _ in range(tries):
+    excess = held() - cap
+    if excess <= 0:
+      return
+    release(excess)

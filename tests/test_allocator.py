@@ -82,3 +82,38 @@ def test_no_cap_without_tcmalloc(monkeypatch):
   monkeypatch.setattr(allocator, "running_under_tcmalloc", lambda: False)
   assert not allocator.manage_heap(1.0)
   assert allocator.heap_held_bytes() is None
+
+
+class CreditedHeap:
+  """tcmalloc's ReleaseToSystem bookkeeping: whole spans go back, and what one
+  request released beyond its size is credited against the next requests,
+  which release nothing until the credit is used up."""
+
+  def __init__(self, held, free_spans):
+    self.held, self.free_spans, self.credit, self.calls = held, list(free_spans), 0, 0
+
+  def release(self, n):
+    self.calls += 1
+    if n <= self.credit:
+      self.credit -= n
+      return
+    n -= self.credit
+    released = 0
+    while released < n and self.free_spans:
+      released += self.free_spans.pop()
+    self.held -= released
+    self.credit = max(released - n, 0)
+
+
+def test_the_cap_asks_again_when_a_credit_swallowed_the_request():
+  heap = CreditedHeap(held=1100, free_spans=[50, 60, 70])
+  heap.credit = 120  # left by an earlier release of a large span
+  allocator.trim_to_cap(1000, lambda: heap.held, heap.release)
+  assert heap.held <= 1000 and heap.calls == 2  # the first request only used up the credit
+  calls = heap.calls
+  allocator.trim_to_cap(1000, lambda: heap.held, heap.release)
+  assert heap.calls == calls  # within the cap: nothing asked
+  # Bounded: a heap that cannot shrink is asked `tries` times, no more.
+  stuck = CreditedHeap(held=2000, free_spans=[])
+  allocator.trim_to_cap(1000, lambda: stuck.held, stuck.release, tries=3)
+  assert stuck.calls == 3 and stuck.held == 2000
