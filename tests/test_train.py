@@ -93,6 +93,18 @@ def test_scheduled_vertex_loss_adds_the_all_vertex_mse(tiny_config, data_cfg):
                                        cfg.vertex_weight * float(parts["vertex_mse"]), rel=1e-5)
 
 
+def assert_same_value_and_gradient(reference, other):
+  """(loss, grads) pairs agree: the loss to 1e-5, every gradient against the
+  largest one (some, attention key biases, are zero up to rounding)."""
+  (v0, g0), (v1, g1) = reference, other
+  assert float(v0) > 0
+  np.testing.assert_allclose(float(v1), float(v0), rtol=1e-5)
+  scale = max(float(np.abs(a).max()) for a in jax.tree_util.tree_leaves(g0))
+  assert scale > 0
+  for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):
+    np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5 * scale)
+
+
 def test_chunked_vertex_loss_has_the_same_value_and_gradient(tiny_config, data_cfg):
   """The all-vertex MSE over chunks of frames under remat equals the one-shot loss."""
   from mmtalker_jax.training.step import vertex_mse
@@ -113,31 +125,25 @@ def test_chunked_vertex_loss_has_the_same_value_and_gradient(tiny_config, data_c
   fns = {c: jax.jit(jax.value_and_grad(lambda p, c=c: loss(p, c)))
          for c in (0, 24)}  # 24 does not divide the 64-frame bucket
   (v0, g0), (v1, g1) = fns[0](params), fns[24](params)
-  assert float(v0) > 0
-  np.testing.assert_allclose(float(v1), float(v0), rtol=1e-5)
-  # Against the largest gradient: some (attention key biases) are zero up to rounding.
-  scale = max(float(np.abs(a).max()) for a in jax.tree_util.tree_leaves(g0))
-  assert scale > 0
-  for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):
-    np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5 * scale)
+  assert_same_value_and_gradient((v0, g0), (v1, g1))
 
 
-@pytest.mark.parametrize("key_motion", ["none", "predicted"])
-def test_point_loss_decoded_in_chunks_has_the_same_value_and_gradient(key_motion):
+def test_point_loss_decoded_in_chunks_has_the_same_value_and_gradient():
   """loss.point_chunk_frames: the sampled points decoded a chunk of frames at a
   time under remat give the one-shot loss and gradient, padded frames
-  included (with predicted key motions, the per-frame motion is a dict)."""
+  included. With predicted key motions: the regressor's path with and without
+  them is the same, and the per-frame motion is a dict of arrays."""
   from tests import test_keymotion, test_model
 
-  model = test_model.small_model(60).clone(key_motion=key_motion)
+  model = test_model.small_model(60).clone(key_motion="predicted")
   x = test_model.inputs(model, 2, 20)
   x["frame_mask"] = x["frame_mask"].at[1, 15:].set(0.0)
   track, motion = test_keymotion.key_batch(2, 20, 60)
   batch = {**x, "key_visemes": jnp.asarray(track),
            "vertices": jnp.asarray(np.asarray(x["template"])[:, None] + motion + 1e-4)}
-  keys = {"key_visemes": batch["key_visemes"]} if key_motion != "none" else None
   params = jax.jit(model.init)({"params": jax.random.key(0)}, x["audio"], x["template"],
-                               x["style"], x["frame_mask"], keys=keys)["params"]
+                               x["style"], x["frame_mask"],
+                               keys={"key_visemes": batch["key_visemes"]})["params"]
   params = test_model.randomize_output(params)
 
   def loss_and_grad(chunk):
@@ -148,12 +154,7 @@ def test_point_loss_decoded_in_chunks_has_the_same_value_and_gradient(key_motion
     return jax.jit(jax.value_and_grad(fn))(params)
 
   (v0, g0), (v1, g1) = loss_and_grad(0), loss_and_grad(7)  # 7 does not divide 20
-  assert float(v0) > 0
-  np.testing.assert_allclose(float(v1), float(v0), rtol=1e-5)
-  scale = max(float(np.abs(a).max()) for a in jax.tree_util.tree_leaves(g0))
-  assert scale > 0
-  for a, b in zip(jax.tree_util.tree_leaves(g0), jax.tree_util.tree_leaves(g1)):
-    np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-5 * scale)
+  assert_same_value_and_gradient((v0, g0), (v1, g1))
 
 
 def test_points_per_row_draw_and_decode_each_row_on_its_own(tiny_config, data_cfg):
