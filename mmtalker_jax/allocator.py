@@ -55,6 +55,7 @@ import os
 import sys
 import threading
 import time
+from typing import Callable
 
 _NAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
 _DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib",
@@ -176,7 +177,8 @@ def manage_heap(cap_gib: float = 0.0, every_seconds: float = 0.1) -> bool:
   return True
 
 
-def trim_to_cap(cap: int, held, release, tries: int = 4) -> None:
+def trim_to_cap(cap: int, held: Callable[[], int], release: Callable[[int], None],
+                tries: int = 4) -> None:
   """Asks `release` (tcmalloc's ReleaseToSystem) for the heap's excess over
   `cap` bytes until `held()` is within it, at most `tries` times.
 
