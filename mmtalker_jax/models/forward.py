@@ -72,16 +72,21 @@ def decode_in_chunks(model, points: dict, motion: Any, frame_mask: jnp.ndarray,
   b, t = frame_mask.shape
   if chunk <= 0 or chunk >= t or model.is_initializing():
     return model.decode_frames(points, motion, frame_mask)
-  n = -(-t // chunk)
-
-  def split(x):  # [B,T,...] -> [n,B,chunk,...], zero past T (masked out)
-    x = jnp.pad(x, [(0, 0), (0, n * chunk - t)] + [(0, 0)] * (x.ndim - 2))
-    return jnp.moveaxis(x.reshape(b, n, chunk, *x.shape[2:]), 1, 0)
 
   def body(mdl, carry, xs):
     return carry, mdl.decode_frames(points, *xs)
 
-  scan = nn.scan(nn.remat(body), variable_broadcast="params", split_rngs={"params": False},
-                 length=n)
-  _, out = scan(model, None, (jax.tree.map(split, motion), split(frame_mask)))
-  return jnp.moveaxis(out, 0, 1).reshape(b, n * chunk, *out.shape[3:])[:, :t]
+  scan = nn.scan(nn.remat(body), variable_broadcast="params", split_rngs={"params": False})
+  _, out = scan(model, None, frame_chunks((motion, frame_mask), chunk))
+  return jnp.moveaxis(out, 0, 1).reshape(b, -1, *out.shape[3:])[:, :t]
+
+
+def frame_chunks(tree: Any, chunk: int) -> Any:
+  """Every [B,T,...] leaf as [n,B,chunk,...] (n = ceil(T / chunk)), zero past T,
+  to scan over; frames past T carry a zero frame mask."""
+  def split(x):
+    b, t = x.shape[:2]
+    n = -(-t // chunk)
+    x = jnp.pad(x, [(0, 0), (0, n * chunk - t)] + [(0, 0)] * (x.ndim - 2))
+    return jnp.moveaxis(x.reshape(b, n, chunk, *x.shape[2:]), 1, 0)
+  return jax.tree.map(split, tree)

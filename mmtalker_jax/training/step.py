@@ -12,7 +12,7 @@ import optax
 
 from mmtalker_jax import losses
 from mmtalker_jax.models.registry import INPUTS, keys_of
-from mmtalker_jax.models.forward import VERTICES
+from mmtalker_jax.models.forward import VERTICES, frame_chunks
 from mmtalker_jax.models.points import interpolate
 from mmtalker_jax.models.sampler import SamplerSettings
 from mmtalker_jax.training.state import TrainState
@@ -87,20 +87,13 @@ def vertex_mse(params, model: nn.Module, encoded: dict, batch: dict, unit: float
   """
   mask = batch["frame_mask"]
   truth = (batch["vertices"] - batch["template"][:, None]) * unit  # [B,T,V,3]
-  b, t = mask.shape
+  t = mask.shape[1]
   apply = functools.partial(model.apply, {"params": params})
   face_ids, bary = model.assets.vertex_points()
   if chunk <= 0 or chunk >= t:
     full, _ = apply(encoded, face_ids, bary, mask, method=model.decode)
     return losses.vertex_mse(full * unit, truth, mask)
   points = apply(encoded, face_ids, bary, method=model.encode_points)
-  n = -(-t // chunk)
-
-  def chunks(tree):  # every [B,T,...] leaf -> [n,B,chunk,...], zero-padded past T
-    def one(x):
-      x = jnp.pad(x, [(0, 0), (0, n * chunk - t)] + [(0, 0)] * (x.ndim - 2))
-      return jnp.moveaxis(x.reshape(b, n, chunk, *x.shape[2:]), 1, 0)
-    return jax.tree.map(one, tree)
 
   @jax.checkpoint
   def squared_error(motion, frames, target):
@@ -111,7 +104,7 @@ def vertex_mse(params, model: nn.Module, encoded: dict, batch: dict, unit: float
     return total + squared_error(*xs), None
 
   total, _ = jax.lax.scan(body, jnp.zeros((), truth.dtype),
-                          (chunks(encoded["motion"]), chunks(mask), chunks(truth)))
+                          frame_chunks((encoded["motion"], mask, truth), chunk))
   return total / jnp.maximum(jnp.sum(mask), 1.0)
 
 
