@@ -296,6 +296,29 @@ def test_sweep_cli_trains_evaluates_resumes_and_plots(tiny_corpus_root, tmp_path
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_sweep_plot_reads_each_seeds_best_validation_entry(tmp_path):
+  """Without --results, each replica contributes its best validation entry, kept per seed."""
+  from mmtalker_jax.viz import sweep as viz_sweep
+
+  lve = {0: [0.5, 0.2, 0.3], 1: [0.6, 0.4, 0.1], 2: [0.9, 0.7, 0.8]}
+  for seed, values in lve.items():
+    run = tmp_path / "members" / "learned_k4" / f"seed_{seed}"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"sampler": {"mode": "learned", "num_points": 4}}))
+    (run / "metrics.jsonl").write_text("".join(
+        json.dumps({"step": 10 * i, "val_lve": v, "val_eve": 10 * v, "val_fdd_abs": v + seed})
+        + "\n" for i, v in enumerate(values)))
+  points, _ = viz_sweep.member_points(str(tmp_path))
+  row = points["learned_k4"]
+  assert viz_sweep.seed_values(row, "lve") == [0.2, 0.1, 0.7]
+  assert viz_sweep.seed_values(row, "fdd_abs") == [0.2, 1.1, 2.7]
+  np.testing.assert_allclose(row["mean"]["lve"], 1.0 / 3)
+  lo, hi = row["ci95"]["lve"]
+  # t(0.975, 2) = 4.303 times the sample sd (0.3215) over sqrt(3).
+  np.testing.assert_allclose([lo, hi], [1 / 3 - 0.7987, 1 / 3 + 0.7987], atol=1e-3)
+  assert viz_sweep.seed_values({"mean": {}}, "lve") == []
+
+
 MEMBER_AXIS = textwrap.dedent("""
     import json, sys
     import jax, numpy as np

@@ -3,7 +3,9 @@
 Three panels (LVE, EVE, |FDD|) against the number of points K, one line per
 sampling setting (mode, alpha, temperature, epsilon); each point is a
 member's mean over seeds with its 95% interval as an error bar (none with one
-seed; see training/intervals.py). By default each run's best validation entry
+seed; see training/intervals.py), and each seed's own value is a small open
+marker beside it, so a spread the interval summarises stays visible (with
+three seeds, two modes look like one wide bar). By default each run's best validation entry
 in its metrics.jsonl (the checkpoint evaluate.py picks); with --results, the
 numbers of `evaluate.py --ckpt SWEEP --out R.json` (any split).
 """
@@ -24,8 +26,8 @@ _DEFAULTS = {"alpha": 1.0, "temperature": 1.0, "epsilon": 0.0}
 
 
 def member_points(workdir: str, results: str | None = None) -> tuple[dict[str, dict], str]:
-  """({name: {'settings', 'mean': {metric: value}, 'ci95': {metric: [lo, hi] or None}}},
-  what the numbers are)."""
+  """({name: {'settings', 'seeds': {seed: {metric: value}}, 'mean': {metric: value},
+  'ci95': {metric: [lo, hi] or None}}}, what the numbers are)."""
   if not population.is_population_dir(workdir):
     raise InputError(workdir, "not a sweep's workdir (no members/ folder): pass the "
                      "--workdir of train.py with a sweep config")
@@ -38,16 +40,17 @@ def member_points(workdir: str, results: str | None = None) -> tuple[dict[str, d
           f"{data.get('split', '?')} split; mean, 95% interval over seeds")
   out = {}
   for name, seeds in population.replica_dirs(workdir).items():
-    best = []
-    for folder in seeds.values():
+    best = {}
+    for seed, folder in seeds.items():
       vals = [r for r in read_metrics(os.path.join(folder, "metrics.jsonl")) if "val_lve" in r]
       if not vals:
         raise InputError(os.path.join(folder, "metrics.jsonl"), "holds no validation entry yet")
-      best.append(min(vals, key=lambda r: r["val_lve"]))
+      best[str(seed)] = min(vals, key=lambda r: r["val_lve"])
     settings = fileio.read_json(os.path.join(next(iter(seeds.values())), "config.json"))["sampler"]
-    row = {"settings": settings, "mean": {}, "ci95": {}}
+    row = {"settings": settings, "mean": {}, "ci95": {},
+           "seeds": {s: {k: b[f"val_{k}"] for k, _, _ in PANELS} for s, b in best.items()}}
     for k, _, _ in PANELS:
-      row["mean"][k], row["ci95"][k] = intervals.interval([b[f"val_{k}"] for b in best])
+      row["mean"][k], row["ci95"][k] = intervals.interval([b[f"val_{k}"] for b in best.values()])
     out[name] = row
   return out, "val, best step; mean, 95% interval over seeds"
 
@@ -78,13 +81,24 @@ def plot(points: dict[str, dict], title: str, out: str) -> None:
       cis = [r.get("ci95", {}).get(key) for _, r in rows]
       below = [y - ci[0] * scale if ci else 0.0 for y, ci in zip(ys, cis)]
       above = [ci[1] * scale - y if ci else 0.0 for y, ci in zip(ys, cis)]
-      ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=4, label=label)
+      line = ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=4, label=label)
+      for x, (_, r) in zip(xs, rows):
+        per_seed = seed_values(r, key)
+        ax.plot([x * 1.015] * len(per_seed), [v * scale for v in per_seed], linestyle="none",
+                marker="o", markersize=4, markerfacecolor="none",
+                color=line.lines[0].get_color())
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sampled points K (per batch row by default)")
     ax.set_title(f"{name} x1e-5 ({title})", fontsize=10)
     ax.grid(alpha=0.3)
   axes[0].legend()
   save_png(fig, out)
+
+
+def seed_values(row: dict, key: str) -> list[float]:
+  """A member row's per-seed values of one metric, in seed order ([] without 'seeds')."""
+  seeds = row.get("seeds") or {}
+  return [float(seeds[s][key]) for s in sorted(seeds, key=int) if seeds[s].get(key) is not None]
 
 
 def _value(v) -> float:
