@@ -89,9 +89,10 @@ def plot(points: dict[str, dict], title: str, out: str) -> None:
                 color=line.lines[0].get_color())
     ax.set_xscale("log", base=2)
     ax.set_xlabel("sampled points K (per batch row by default)")
-    ax.set_title(f"{name} x1e-5 ({title})", fontsize=10)
+    ax.set_title(f"{name} x1e-5", fontsize=10)
     ax.grid(alpha=0.3)
   axes[0].legend()
+  fig.suptitle(f"{title}; open markers: each seed", fontsize=10)
   save_png(fig, out)
 
 
