@@ -317,6 +317,19 @@ def test_sweep_plot_reads_each_seeds_best_validation_entry(tmp_path):
   # t(0.975, 2) = 4.303 times the sample sd (0.3215) over sqrt(3).
   np.testing.assert_allclose([lo, hi], [1 / 3 - 0.7987, 1 / 3 + 0.7987], atol=1e-3)
   assert viz_sweep.seed_values({"mean": {}}, "lve") == []
+  # A results file whose rows lack settings, or key seeds by anything but an
+  # integer, is named in one error rather than failing inside the plot.
+  from mmtalker_jax.errors import InputError
+  good = {"mean": {"lve": 0.1}, "settings": {"mode": "learned", "num_points": 4},
+          "seeds": {"0": {"lve": 0.1}}}
+  for broken in ({k: v for k, v in good.items() if k != "settings"},
+                 dict(good, seeds={"x": {"lve": 0.1}})):
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps({"members": {"m": broken}}))
+    with pytest.raises(InputError, match="not a sweep's results"):
+      viz_sweep.member_points(str(tmp_path), str(results))
+  results.write_text(json.dumps({"members": {"m": good}}))
+  assert viz_sweep.member_points(str(tmp_path), str(results))[0]["m"]["seeds"] == good["seeds"]
 
 
 MEMBER_AXIS = textwrap.dedent("""

@@ -34,7 +34,7 @@ def member_points(workdir: str, results: str | None = None) -> tuple[dict[str, d
   if results:
     data = fileio.read_json(results)
     rows = data.get("members")
-    if not isinstance(rows, dict) or not all("mean" in r for r in rows.values()):
+    if not isinstance(rows, dict) or not all(_is_member_row(r) for r in rows.values()):
       raise InputError(results, "not a sweep's results: write it with evaluate.py --ckpt SWEEP --out")
     return ({name: dict(row) for name, row in rows.items()},
           f"{data.get('split', '?')} split; mean, 95% interval over seeds")
@@ -53,6 +53,15 @@ def member_points(workdir: str, results: str | None = None) -> tuple[dict[str, d
       row["mean"][k], row["ci95"][k] = intervals.interval([b[f"val_{k}"] for b in best.values()])
     out[name] = row
   return out, "val, best step; mean, 95% interval over seeds"
+
+
+def _is_member_row(row) -> bool:
+  """A member row of evaluate.py's JSON: 'mean', 'settings' with mode and K, seeds keyed by integer."""
+  return (isinstance(row, dict) and isinstance(row.get("mean"), dict)
+          and isinstance(row.get("settings"), dict)
+          and {"mode", "num_points"} <= set(row["settings"])
+          and all(str(s).isdigit() and isinstance(v, dict)
+                  for s, v in (row.get("seeds") or {}).items()))
 
 
 def group_label(settings: dict) -> str:
