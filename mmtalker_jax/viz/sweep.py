@@ -5,9 +5,10 @@ sampling setting (mode, alpha, temperature, epsilon); each point is a
 member's mean over seeds with its 95% interval as an error bar (none with one
 seed; see training/intervals.py), and each seed's own value is a small open
 marker beside it, so a spread the interval summarises stays visible (with
-three seeds, two modes look like one wide bar). By default each run's best validation entry
-in its metrics.jsonl (the checkpoint evaluate.py picks); with --results, the
-numbers of `evaluate.py --ckpt SWEEP --out R.json` (any split).
+three seeds, two modes look like one wide bar). By default each run's best
+validation entry in its metrics.jsonl (the checkpoint evaluate.py picks);
+with --results, the numbers of `evaluate.py --ckpt SWEEP --out R.json` (any
+split).
 """
 
 from __future__ import annotations
