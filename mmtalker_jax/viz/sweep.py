@@ -48,10 +48,10 @@ def member_points(workdir: str, results: str | None = None) -> tuple[dict[str, d
         raise InputError(os.path.join(folder, "metrics.jsonl"), "holds no validation entry yet")
       best[str(seed)] = min(vals, key=lambda r: r["val_lve"])
     settings = fileio.read_json(os.path.join(next(iter(seeds.values())), "config.json"))["sampler"]
-    row = {"settings": settings, "mean": {}, "ci95": {},
-           "seeds": {s: {k: b[f"val_{k}"] for k, _, _ in PANELS} for s, b in best.items()}}
+    per_seed = {s: {k: b[f"val_{k}"] for k, _, _ in PANELS} for s, b in best.items()}
+    row = {"settings": settings, "seeds": per_seed, "mean": {}, "ci95": {}}
     for k, _, _ in PANELS:
-      row["mean"][k], row["ci95"][k] = intervals.interval([b[f"val_{k}"] for b in best.values()])
+      row["mean"][k], row["ci95"][k] = intervals.interval([v[k] for v in per_seed.values()])
     out[name] = row
   return out, "val, best step; mean, 95% interval over seeds"
 
